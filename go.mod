@@ -1,0 +1,3 @@
+module github.com/livemap/servicemap
+
+go 1.26.8
