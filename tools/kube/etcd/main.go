@@ -1,0 +1,13 @@
+// Command etcd is the upstream etcd server, built from the Go module proxy so
+// tests can run a real etcd without downloading a release binary.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() {
+	etcdmain.Main(os.Args)
+}
