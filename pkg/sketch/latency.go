@@ -1,0 +1,275 @@
+// Package sketch holds the mergeable latency histogram kept per edge and time
+// bucket.
+//
+// It uses DDSketch's logarithmic index mapping (github.com/DataDog/sketches-go)
+// at 1 % relative accuracy, so any quantile read from it is within 1 % of the
+// true value of some sample at that rank. The store is our own: sketches-go's
+// dense store keeps float64 counts in 128-bin chunks (about 1 KiB minimum per
+// sketch, see docs/BENCHMARKS.md), which is too much for 5,000 edges × 1,440
+// minute buckets. Ours is dense over the bins actually used and, once a bucket
+// is closed, packs its counts into 1, 2, 4 or 8 bytes each, whichever fits the
+// largest count.
+package sketch
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/DataDog/sketches-go/ddsketch/mapping"
+)
+
+// RelativeAccuracy is the guaranteed relative error of a quantile.
+const RelativeAccuracy = 0.01
+
+// Values outside [MinMs, MaxMs] are clamped: a latency under a microsecond is
+// reported as one microsecond, one over ~2.7 hours as that.
+const (
+	MinMs = 0.001
+	MaxMs = 1e7
+)
+
+var indexMapping = mustMapping()
+
+func mustMapping() *mapping.LogarithmicMapping {
+	m, err := mapping.NewLogarithmicMapping(RelativeAccuracy)
+	if err != nil {
+		panic(err) // a constant argument: cannot fail at run time
+	}
+	return m
+}
+
+var (
+	minIndex = indexMapping.Index(MinMs)
+	maxIndex = indexMapping.Index(MaxMs)
+)
+
+// Latency is a histogram of latencies in milliseconds. The zero value is an
+// empty histogram ready to use. It is not safe for concurrent use.
+type Latency struct {
+	offset int32    // index of the first bin
+	counts []uint64 // mutable form; nil when packed or empty
+	packed []byte   // packed form: len(packed)/width bins of width bytes
+	width  uint8
+	n      uint64
+}
+
+// Index returns the bin index for a latency in milliseconds.
+func Index(ms float64) int32 {
+	if !(ms >= MinMs) { // also catches NaN
+		ms = MinMs
+	}
+	if ms > MaxMs {
+		ms = MaxMs
+	}
+	return int32(indexMapping.Index(ms))
+}
+
+// Add records one latency.
+func (l *Latency) Add(ms float64) { l.AddN(ms, 1) }
+
+// AddN records the same latency n times.
+func (l *Latency) AddN(ms float64, n uint64) {
+	if n == 0 {
+		return
+	}
+	l.addIndex(Index(ms), n)
+}
+
+func (l *Latency) addIndex(idx int32, n uint64) {
+	l.unpack()
+	l.grow(idx, idx)
+	l.counts[idx-l.offset] += n
+	l.n += n
+}
+
+// Count is the number of recorded latencies.
+func (l *Latency) Count() uint64 { return l.n }
+
+// grow makes the mutable bins cover [lo, hi].
+func (l *Latency) grow(lo, hi int32) {
+	if l.counts == nil {
+		l.offset = lo
+		l.counts = make([]uint64, hi-lo+1, hi-lo+1+8)
+		return
+	}
+	end := l.offset + int32(len(l.counts)) - 1
+	if lo >= l.offset && hi <= end {
+		return
+	}
+	newLo, newHi := min(lo, l.offset), max(hi, end)
+	grown := make([]uint64, newHi-newLo+1, newHi-newLo+1+8)
+	copy(grown[l.offset-newLo:], l.counts)
+	l.offset, l.counts = newLo, grown
+}
+
+// Merge adds every latency of other into l.
+func (l *Latency) Merge(other *Latency) {
+	if other == nil || other.n == 0 {
+		return
+	}
+	l.unpack()
+	lo := other.offset
+	hi := lo + int32(other.bins()) - 1
+	l.grow(lo, hi)
+	dst := l.counts[lo-l.offset:]
+	if other.counts != nil {
+		for i, c := range other.counts {
+			dst[i] += c
+		}
+	} else {
+		mergePacked(dst, other.packed, other.width)
+	}
+	l.n += other.n
+}
+
+func mergePacked(dst []uint64, packed []byte, width uint8) {
+	switch width {
+	case 1:
+		for i, c := range packed {
+			dst[i] += uint64(c)
+		}
+	case 2:
+		for i := range len(packed) / 2 {
+			dst[i] += uint64(binary.LittleEndian.Uint16(packed[2*i:]))
+		}
+	case 4:
+		for i := range len(packed) / 4 {
+			dst[i] += uint64(binary.LittleEndian.Uint32(packed[4*i:]))
+		}
+	default:
+		for i := range len(packed) / 8 {
+			dst[i] += binary.LittleEndian.Uint64(packed[8*i:])
+		}
+	}
+}
+
+func (l *Latency) bins() int {
+	if l.counts != nil {
+		return len(l.counts)
+	}
+	if l.width == 0 {
+		return 0
+	}
+	return len(l.packed) / int(l.width)
+}
+
+// Quantile returns the latency at quantile q (0..1) in milliseconds, or NaN
+// for an empty histogram.
+func (l *Latency) Quantile(q float64) float64 {
+	if l.n == 0 || q < 0 || q > 1 || math.IsNaN(q) {
+		return math.NaN()
+	}
+	rank := q * float64(l.n-1)
+	var cum uint64
+	for i := range l.bins() {
+		cum += l.at(i)
+		if float64(cum) > rank {
+			return indexMapping.Value(int(l.offset) + i)
+		}
+	}
+	return indexMapping.Value(int(l.offset) + l.bins() - 1)
+}
+
+func (l *Latency) at(i int) uint64 {
+	if l.counts != nil {
+		return l.counts[i]
+	}
+	switch l.width {
+	case 1:
+		return uint64(l.packed[i])
+	case 2:
+		return uint64(binary.LittleEndian.Uint16(l.packed[2*i:]))
+	case 4:
+		return uint64(binary.LittleEndian.Uint32(l.packed[4*i:]))
+	default:
+		return binary.LittleEndian.Uint64(l.packed[8*i:])
+	}
+}
+
+// Pack turns the histogram into its compact read-mostly form. Adding to a
+// packed histogram unpacks it again, so late data is never lost.
+func (l *Latency) Pack() {
+	if l.counts == nil {
+		return
+	}
+	// trim empty bins at both ends (growth leaves none, merges may)
+	lo, hi := 0, len(l.counts)-1
+	for lo <= hi && l.counts[lo] == 0 {
+		lo++
+	}
+	for hi >= lo && l.counts[hi] == 0 {
+		hi--
+	}
+	if lo > hi {
+		*l = Latency{}
+		return
+	}
+	counts := l.counts[lo : hi+1]
+	var largest uint64
+	for _, c := range counts {
+		largest = max(largest, c)
+	}
+	width := uint8(8)
+	switch {
+	case largest <= math.MaxUint8:
+		width = 1
+	case largest <= math.MaxUint16:
+		width = 2
+	case largest <= math.MaxUint32:
+		width = 4
+	}
+	packed := make([]byte, len(counts)*int(width))
+	for i, c := range counts {
+		switch width {
+		case 1:
+			packed[i] = byte(c)
+		case 2:
+			binary.LittleEndian.PutUint16(packed[2*i:], uint16(c))
+		case 4:
+			binary.LittleEndian.PutUint32(packed[4*i:], uint32(c))
+		default:
+			binary.LittleEndian.PutUint64(packed[8*i:], c)
+		}
+	}
+	l.offset += int32(lo)
+	l.counts, l.packed, l.width = nil, packed, width
+}
+
+func (l *Latency) unpack() {
+	if l.counts != nil || l.width == 0 {
+		return
+	}
+	bins := l.bins()
+	counts := make([]uint64, bins, bins+8)
+	mergePacked(counts, l.packed, l.width)
+	l.counts, l.packed, l.width = counts, nil, 0
+}
+
+// Reset empties the histogram.
+func (l *Latency) Reset() { *l = Latency{} }
+
+// SizeBytes approximates the heap held by the histogram.
+func (l *Latency) SizeBytes() int {
+	return 40 + cap(l.counts)*8 + cap(l.packed)
+}
+
+// Clone returns an independent copy.
+func (l *Latency) Clone() *Latency {
+	c := &Latency{offset: l.offset, width: l.width, n: l.n}
+	if l.counts != nil {
+		c.counts = append([]uint64(nil), l.counts...)
+	}
+	if l.packed != nil {
+		c.packed = append([]byte(nil), l.packed...)
+	}
+	return c
+}
+
+// String is for debugging.
+func (l *Latency) String() string {
+	return fmt.Sprintf("latency{n=%d bins=%d p50=%.3g p99=%.3g}", l.n, l.bins(), l.Quantile(0.5), l.Quantile(0.99))
+}
+
+// IndexRange reports the smallest and largest possible bin index.
+func IndexRange() (lo, hi int32) { return int32(minIndex), int32(maxIndex) }

@@ -1,0 +1,128 @@
+package sketch
+
+import (
+	"math"
+	"math/rand/v2"
+	"sort"
+	"testing"
+)
+
+// exactQuantile uses the same rank rule as the sketch (lower rank q*(n-1)).
+func exactQuantile(sorted []float64, q float64) float64 {
+	return sorted[int(q*float64(len(sorted)-1))]
+}
+
+func lognormal(r *rand.Rand, n int, medianMs, sigma float64) []float64 {
+	v := make([]float64, n)
+	for i := range v {
+		v[i] = medianMs * math.Exp(sigma*r.NormFloat64())
+	}
+	return v
+}
+
+func TestQuantilesWithinRelativeAccuracy(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, tc := range []struct {
+		name   string
+		values []float64
+	}{
+		{"lognormal", lognormal(r, 50_000, 20, 0.8)},
+		{"bimodal", append(lognormal(r, 9_000, 3, 0.2), lognormal(r, 1_000, 900, 0.3)...)},
+		{"tiny", []float64{0.5, 7, 120}},
+		{"sub-microsecond clamps", []float64{0, 0.0001, 0.002}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var l Latency
+			for _, v := range tc.values {
+				l.Add(v)
+			}
+			sorted := append([]float64(nil), tc.values...)
+			sort.Float64s(sorted)
+			for _, q := range []float64{0, 0.5, 0.9, 0.99, 0.999, 1} {
+				want := math.Max(exactQuantile(sorted, q), MinMs)
+				got := l.Quantile(q)
+				if rel := math.Abs(got-want) / want; rel > RelativeAccuracy+1e-9 {
+					t.Errorf("q=%v: got %.6g want %.6g (relative error %.4f > %.2f)", q, got, want, rel, RelativeAccuracy)
+				}
+			}
+			if l.Count() != uint64(len(tc.values)) {
+				t.Errorf("count %d, want %d", l.Count(), len(tc.values))
+			}
+		})
+	}
+}
+
+func TestMergeEqualsAddingEverything(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var all, a, b Latency
+	for _, v := range lognormal(r, 5000, 10, 1) {
+		all.Add(v)
+		a.Add(v)
+	}
+	for _, v := range lognormal(r, 7000, 400, 0.5) {
+		all.Add(v)
+		b.Add(v)
+	}
+	b.Pack() // merging a packed histogram must give the same answer
+	var merged Latency
+	merged.Merge(&a)
+	merged.Merge(&b)
+	if merged.Count() != all.Count() {
+		t.Fatalf("count %d, want %d", merged.Count(), all.Count())
+	}
+	for _, q := range []float64{0.01, 0.5, 0.95, 0.99} {
+		if got, want := merged.Quantile(q), all.Quantile(q); got != want {
+			t.Errorf("q=%v: merged %v, direct %v", q, got, want)
+		}
+	}
+}
+
+func TestPackKeepsCountsAndAcceptsLateData(t *testing.T) {
+	for _, count := range []uint64{1, 300, 70_000, 5_000_000_000} {
+		var l Latency
+		l.AddN(5, count)
+		l.AddN(50, 2)
+		before := l.Quantile(0.5)
+		l.Pack()
+		if l.counts != nil || l.width == 0 {
+			t.Fatalf("count %d: not packed", count)
+		}
+		if got := l.Quantile(0.5); got != before {
+			t.Errorf("count %d: p50 after pack %v, before %v", count, got, before)
+		}
+		l.Add(5000) // late data after packing
+		if l.Count() != count+3 {
+			t.Errorf("count %d: got %d after late add", count, l.Count())
+		}
+		if got := l.Quantile(1); math.Abs(got-5000)/5000 > RelativeAccuracy {
+			t.Errorf("max after late add %v, want about 5000", got)
+		}
+	}
+}
+
+func TestEmptyHistogram(t *testing.T) {
+	var l Latency
+	if !math.IsNaN(l.Quantile(0.99)) {
+		t.Errorf("empty quantile should be NaN, got %v", l.Quantile(0.99))
+	}
+	l.Pack()
+	var m Latency
+	m.Merge(&l)
+	m.Merge(nil)
+	if m.Count() != 0 {
+		t.Errorf("merge of empties has count %d", m.Count())
+	}
+}
+
+func TestPackedIsSmallerThanDense(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	var l Latency
+	for _, v := range lognormal(r, 60, 20, 0.6) {
+		l.Add(v)
+	}
+	dense := l.SizeBytes()
+	l.Pack()
+	if packed := l.SizeBytes(); packed*4 > dense {
+		t.Errorf("packed %d bytes is not at least 4x smaller than dense %d", packed, dense)
+	}
+}

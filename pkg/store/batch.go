@@ -1,0 +1,89 @@
+package store
+
+import (
+	"time"
+
+	"github.com/livemap/servicemap/pkg/model"
+)
+
+// Batch is what one source learned in one read: call and connection counts
+// per edge and minute, plus node and edge metadata. A source fills a batch
+// and hands it to Store.Apply in one piece, so a read that fails half-way
+// adds nothing and a retried read is never counted twice.
+type Batch struct {
+	source model.Source
+	cells  map[cellKey]*cell
+	nodes  []model.NodeInfo
+	infos  map[model.EdgeKey]model.EdgeInfo
+}
+
+type cellKey struct {
+	edge   model.EdgeKey
+	minute int64 // unix seconds of the minute's start
+}
+
+type cell struct {
+	stats model.Stats
+	last  int64 // unix seconds of the latest event
+}
+
+// NewBatch starts a batch for one source.
+func NewBatch(source model.Source) *Batch {
+	return &Batch{source: source, cells: map[cellKey]*cell{}, infos: map[model.EdgeKey]model.EdgeInfo{}}
+}
+
+// Source of the batch.
+func (b *Batch) Source() model.Source { return b.source }
+
+func (b *Batch) cell(edge model.EdgeKey, t time.Time) *cell {
+	k := cellKey{edge, t.Unix() - mod(t.Unix(), 60)}
+	c := b.cells[k]
+	if c == nil {
+		c = &cell{}
+		b.cells[k] = c
+	}
+	if u := t.Unix(); u > c.last {
+		c.last = u
+	}
+	return c
+}
+
+// AddCall records one call at time t. A negative or NaN latency records the
+// call without a timing.
+func (b *Batch) AddCall(edge model.EdgeKey, t time.Time, latencyMs float64, failed bool) {
+	c := b.cell(edge, t)
+	c.stats.Calls++
+	if failed {
+		c.stats.Errors++
+	}
+	if latencyMs >= 0 {
+		c.stats.LatencySumMs += latencyMs
+		c.stats.Latency.Add(latencyMs)
+	}
+}
+
+// AddConnections records n TCP connections seen at time t.
+func (b *Batch) AddConnections(edge model.EdgeKey, t time.Time, n uint64) {
+	b.cell(edge, t).stats.Connections += n
+}
+
+// AddNode records what the source knows of a node.
+func (b *Batch) AddNode(info model.NodeInfo) { b.nodes = append(b.nodes, info) }
+
+// AddEdgeInfo records what the source knows of an edge.
+func (b *Batch) AddEdgeInfo(edge model.EdgeKey, info model.EdgeInfo) {
+	cur := b.infos[edge]
+	cur.Merge(info)
+	b.infos[edge] = cur
+}
+
+// Len is the number of (edge, minute) cells.
+func (b *Batch) Len() int { return len(b.cells) }
+
+func mod(a, m int64) int64 {
+	r := a % m
+	if r < 0 {
+		r += m
+	}
+	return r
+}

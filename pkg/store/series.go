@@ -1,0 +1,160 @@
+package store
+
+import (
+	"slices"
+
+	"github.com/livemap/servicemap/pkg/model"
+)
+
+const (
+	fineWidth   = 60   // seconds: minute buckets for the recent past
+	coarseWidth = 3600 // seconds: hour buckets for the whole retention
+)
+
+// bucket holds one series' traffic in [start, start+width).
+type bucket struct {
+	start int64 // unix seconds
+	last  int64 // unix seconds of the latest event in it
+	stats model.Stats
+}
+
+// series is the traffic of one edge as seen by one source. Every event goes
+// into a minute bucket (while recent enough to be kept) and into its hour
+// bucket, so a query can take a whole hour in one merge.
+type series struct {
+	first, last int64 // unix seconds of the first and latest event
+	fine        []bucket
+	coarse      []bucket
+}
+
+// find returns the bucket starting at start, inserting it in order when
+// missing. A bucket that is no longer the newest is packed: late data unpacks
+// it again, so packing never loses anything.
+func find(buckets *[]bucket, start int64) *bucket {
+	bs := *buckets
+	n := len(bs)
+	if n > 0 && bs[n-1].start == start {
+		return &bs[n-1]
+	}
+	if n == 0 || bs[n-1].start < start {
+		if n > 0 {
+			bs[n-1].stats.Latency.Pack()
+		}
+		*buckets = append(bs, bucket{start: start})
+		return &(*buckets)[n]
+	}
+	i, found := slices.BinarySearchFunc(bs, start, func(b bucket, s int64) int { return cmp64(b.start, s) })
+	if !found {
+		*buckets = slices.Insert(bs, i, bucket{start: start})
+	}
+	return &(*buckets)[i]
+}
+
+func cmp64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (s *series) add(minute int64, c *cell, fineFrom int64) {
+	if s.first == 0 || minute < s.first {
+		s.first = minute
+	}
+	if c.last > s.last {
+		s.last = c.last
+	}
+	if minute >= fineFrom {
+		addTo(find(&s.fine, minute), c)
+	}
+	addTo(find(&s.coarse, minute-mod(minute, coarseWidth)), c)
+}
+
+func addTo(b *bucket, c *cell) {
+	b.stats.Add(&c.stats)
+	if c.last > b.last {
+		b.last = c.last
+	}
+}
+
+// trim drops buckets that start before the cut-offs and packs closed ones.
+// It reports whether the series is now empty.
+func (s *series) trim(fineFrom, coarseFrom, now int64) bool {
+	s.fine = dropBefore(s.fine, fineFrom)
+	s.coarse = dropBefore(s.coarse, coarseFrom)
+	for i := range s.fine {
+		if s.fine[i].start+fineWidth < now {
+			s.fine[i].stats.Latency.Pack()
+		}
+	}
+	for i := range s.coarse {
+		if s.coarse[i].start+coarseWidth < now {
+			s.coarse[i].stats.Latency.Pack()
+		}
+	}
+	if len(s.coarse) > 0 && s.first < s.coarse[0].start {
+		s.first = s.coarse[0].start
+	}
+	return len(s.coarse) == 0 && len(s.fine) == 0
+}
+
+func dropBefore(bs []bucket, from int64) []bucket {
+	i := 0
+	for i < len(bs) && bs[i].start < from {
+		i++
+	}
+	if i == 0 {
+		return bs
+	}
+	// copy down so the dropped buckets' histograms can be collected
+	n := copy(bs, bs[i:])
+	clear(bs[n:])
+	return bs[:n]
+}
+
+// rangeStats adds the traffic in [from, to) to out and returns the latest
+// event time in it (0 if none).
+//
+// Resolution: minute buckets where they are still kept (the fine window),
+// hour buckets before that. A bucket counts when it overlaps the range. An
+// hour entirely inside the range, or whose data all lies inside it, is taken
+// from its hour bucket in one merge — the sum of its minute buckets.
+func (s *series) rangeStats(from, to, fineFrom int64, out *model.Stats) (last int64) {
+	if s.last < from-coarseWidth || s.first >= to {
+		return 0
+	}
+	fromMinute := from - mod(from, fineWidth)
+	ci := 0
+	for ci < len(s.coarse) && s.coarse[ci].start+coarseWidth <= from {
+		ci++
+	}
+	fi := 0
+	for ; ci < len(s.coarse) && s.coarse[ci].start < to; ci++ {
+		h := &s.coarse[ci]
+		wholeHour := h.start+coarseWidth <= fineFrom || // before the fine window: hours only
+			(fromMinute <= h.start && (h.start+coarseWidth-fineWidth < to || h.last < to))
+		if wholeHour {
+			out.Add(&h.stats)
+			if h.last < to {
+				last = max(last, h.last)
+			} else {
+				last = max(last, to-1)
+			}
+			continue
+		}
+		for fi < len(s.fine) && s.fine[fi].start < h.start {
+			fi++
+		}
+		for ; fi < len(s.fine) && s.fine[fi].start < h.start+coarseWidth; fi++ {
+			m := &s.fine[fi]
+			if m.start < to && m.start+fineWidth > from {
+				out.Add(&m.stats)
+				last = max(last, min(m.last, to-1))
+			}
+		}
+	}
+	return last
+}

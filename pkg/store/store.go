@@ -1,0 +1,237 @@
+// Package store is the plugin's cache: the traffic of every edge, per source,
+// in time buckets, plus what the sources know of nodes and edges. Sources
+// write batches into it; queries read range snapshots from it and never wait
+// on a source.
+package store
+
+import (
+	"sync"
+	"time"
+
+	"github.com/livemap/servicemap/pkg/model"
+)
+
+// Options size the cache.
+type Options struct {
+	Retention  time.Duration // how long hour buckets are kept (default 24 h)
+	FineWindow time.Duration // how long minute buckets are kept (default 1 h)
+	Now        func() time.Time
+}
+
+// Store is safe for concurrent use.
+type Store struct {
+	mu       sync.RWMutex
+	opts     Options
+	series   map[seriesKey]*series
+	nodes    map[string]model.NodeInfo
+	infos    map[model.EdgeKey]model.EdgeInfo
+	statuses map[model.Source]*SourceStatus
+}
+
+type seriesKey struct {
+	edge   model.EdgeKey
+	source model.Source
+}
+
+// New makes an empty store.
+func New(opts Options) *Store {
+	if opts.Retention <= 0 {
+		opts.Retention = 24 * time.Hour
+	}
+	if opts.FineWindow <= 0 {
+		opts.FineWindow = time.Hour
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Store{
+		opts:     opts,
+		series:   map[seriesKey]*series{},
+		nodes:    map[string]model.NodeInfo{},
+		infos:    map[model.EdgeKey]model.EdgeInfo{},
+		statuses: map[model.Source]*SourceStatus{},
+	}
+}
+
+// Retention is how far back the store answers.
+func (s *Store) Retention() time.Duration { return s.opts.Retention }
+
+// cutoffs are the starts of the oldest minute and hour buckets kept.
+func (s *Store) cutoffs(now time.Time) (fineFrom, coarseFrom int64) {
+	f := now.Add(-s.opts.FineWindow).Unix()
+	c := now.Add(-s.opts.Retention).Unix()
+	return f - mod(f, coarseWidth), c - mod(c, coarseWidth)
+}
+
+// Apply adds a batch. Events older than the retention are dropped (they could
+// never be queried); everything else is counted exactly once.
+func (s *Store) Apply(b *Batch) {
+	now := s.opts.Now()
+	fineFrom, coarseFrom := s.cutoffs(now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, c := range b.cells {
+		if k.minute < coarseFrom {
+			continue
+		}
+		key := seriesKey{k.edge, b.source}
+		ser := s.series[key]
+		if ser == nil {
+			ser = &series{}
+			s.series[key] = ser
+		}
+		ser.add(k.minute, c, fineFrom)
+	}
+	for _, n := range b.nodes {
+		cur := s.nodes[n.ID]
+		cur.Merge(n)
+		s.nodes[n.ID] = cur
+	}
+	for k, info := range b.infos {
+		cur := s.infos[k]
+		cur.Merge(info)
+		s.infos[k] = cur
+	}
+}
+
+// Maintain drops expired buckets and packs closed ones; call it periodically.
+func (s *Store) Maintain() {
+	now := s.opts.Now()
+	fineFrom, coarseFrom := s.cutoffs(now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, ser := range s.series {
+		if ser.trim(fineFrom, coarseFrom, now.Unix()) {
+			delete(s.series, k)
+		}
+	}
+}
+
+// SetNode replaces what is known of a node (used by sources that own the
+// whole description, such as Kubernetes).
+func (s *Store) SetNode(info model.NodeInfo) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nodes[info.ID] = info
+}
+
+// Snapshot returns the edges with traffic in [from, to) seen by any of the
+// given sources, and what is known of nodes.
+//
+// Evidence is joined, not summed: when several sources count calls on one
+// edge, the calls, errors and latencies come from the first of traces,
+// gateway that has calls in the range; connections come from the network
+// source. Sources is the set of every source that saw the edge.
+func (s *Store) Snapshot(from, to time.Time, sources model.Source) ([]*model.Edge, map[string]model.NodeInfo) {
+	fineFrom, _ := s.cutoffs(s.opts.Now())
+	f, t := from.Unix(), to.Unix()
+	if to.Nanosecond() > 0 { // [from, to) in whole seconds, keeping events in to's second
+		t++
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	type parts struct {
+		bySource [3]*model.Stats
+		last     int64
+		first    int64
+		seen     model.Source
+	}
+	found := make(map[model.EdgeKey]*parts, len(s.series)/2+1)
+	for k, ser := range s.series {
+		if k.source&sources == 0 {
+			continue
+		}
+		var st model.Stats
+		last := ser.rangeStats(f, t, fineFrom, &st)
+		if last == 0 && st.Calls == 0 && st.Connections == 0 {
+			continue
+		}
+		p := found[k.edge]
+		if p == nil {
+			p = &parts{}
+			found[k.edge] = p
+		}
+		p.bySource[sourceSlot(k.source)] = &st
+		p.seen |= k.source
+		p.last = max(p.last, last)
+		if p.first == 0 || ser.first < p.first {
+			p.first = ser.first
+		}
+	}
+	edges := make([]*model.Edge, 0, len(found))
+	for key, p := range found {
+		e := &model.Edge{Key: key, Sources: p.seen, Info: s.infos[key], FirstSeen: time.Unix(p.first, 0).UTC(), LastSeen: time.Unix(p.last, 0).UTC()}
+		for _, slot := range []int{0, 2} { // traces, then gateway
+			if st := p.bySource[slot]; st != nil && st.Calls > 0 {
+				e.Stats = *st
+				break
+			}
+		}
+		if st := p.bySource[1]; st != nil {
+			e.Stats.Connections = st.Connections
+		}
+		if e.Info.Protocol == "" && p.seen == model.SourceNetwork {
+			e.Info.Protocol = "TCP"
+		}
+		edges = append(edges, e)
+	}
+	nodes := make(map[string]model.NodeInfo, len(s.nodes))
+	for id, n := range s.nodes {
+		nodes[id] = n
+	}
+	return edges, nodes
+}
+
+func sourceSlot(src model.Source) int {
+	switch src {
+	case model.SourceTraces:
+		return 0
+	case model.SourceNetwork:
+		return 1
+	default:
+		return 2
+	}
+}
+
+// Nodes lists what is known of every node (for pickers).
+func (s *Store) Nodes() map[string]model.NodeInfo {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[string]model.NodeInfo, len(s.nodes))
+	for id, n := range s.nodes {
+		out[id] = n
+	}
+	for k := range s.series {
+		for _, id := range []string{k.edge.Source, k.edge.Target} {
+			if _, ok := out[id]; !ok {
+				out[id] = model.NodeInfo{ID: id, Kind: model.KindService}
+			}
+		}
+	}
+	return out
+}
+
+// Stats reports the size of the cache.
+type Stats struct {
+	Series, FineBuckets, CoarseBuckets int
+	HistogramBytes                     int
+}
+
+// Size counts series and buckets.
+func (s *Store) Size() Stats {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var st Stats
+	st.Series = len(s.series)
+	for _, ser := range s.series {
+		st.FineBuckets += len(ser.fine)
+		st.CoarseBuckets += len(ser.coarse)
+		for i := range ser.fine {
+			st.HistogramBytes += ser.fine[i].stats.Latency.SizeBytes()
+		}
+		for i := range ser.coarse {
+			st.HistogramBytes += ser.coarse[i].stats.Latency.SizeBytes()
+		}
+	}
+	return st
+}
