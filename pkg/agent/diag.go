@@ -71,8 +71,8 @@ func decodeInetDiagMsg(b []byte, family uint8) (sockRow, string) {
 		Local:  netip.AddrPortFrom(src, sport),
 		Remote: netip.AddrPortFrom(dst, dport),
 		State:  st,
-		RQueue: binary.NativeEndian.Uint32(b[60:64]),
-		WQueue: binary.NativeEndian.Uint32(b[64:68]),
+		RQueue: binary.NativeEndian.Uint32(b[56:60]),
+		WQueue: binary.NativeEndian.Uint32(b[60:64]),
 	}, ""
 }
 

@@ -1,0 +1,230 @@
+package agent
+
+import (
+	"bytes"
+	"cmp"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/livemap/servicemap/pkg/agent/api"
+)
+
+// DefaultMaxResponseBytes bounds GET /v1/snapshot responses (16 MiB).
+const DefaultMaxResponseBytes = 16 << 20
+
+// SnapshotSource is what the server serves; *Agent implements it.
+type SnapshotSource interface {
+	Last() *api.Snapshot
+}
+
+// Server serves GET /v1/snapshot (bearer token) and GET /healthz.
+type Server struct {
+	src       SnapshotSource
+	tokenHash [32]byte
+	maxBytes  int
+	// StaleAfter makes /healthz fail if the last snapshot is older (0: never).
+	StaleAfter time.Duration
+	now        func() time.Time
+
+	mu      sync.Mutex
+	cached  *api.Snapshot // snapshot the encoding below belongs to
+	encoded []byte
+	encErr  error
+}
+
+// NewServer returns a server for src. token must not be empty; maxBytes
+// <= 0 means DefaultMaxResponseBytes.
+func NewServer(src SnapshotSource, token string, maxBytes int) (*Server, error) {
+	if token == "" {
+		return nil, errors.New("agent: empty bearer token")
+	}
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxResponseBytes
+	}
+	return &Server{src: src, tokenHash: sha256.Sum256([]byte(token)), maxBytes: maxBytes, now: time.Now}, nil
+}
+
+// Handler returns the HTTP handler.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/snapshot", s.snapshot)
+	mux.HandleFunc("GET /healthz", s.healthz)
+	return mux
+}
+
+// authorized compares the bearer token in constant time (both sides are
+// hashed first so the comparison does not leak the token length either).
+func (s *Server) authorized(r *http.Request) bool {
+	h := r.Header.Get("Authorization")
+	const prefix = "Bearer "
+	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return false
+	}
+	got := sha256.Sum256([]byte(h[len(prefix):]))
+	return subtle.ConstantTimeCompare(got[:], s.tokenHash[:]) == 1
+}
+
+func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="servicemap-agent"`)
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return
+	}
+	snap := s.src.Last()
+	if snap == nil {
+		http.Error(w, "no snapshot yet", http.StatusServiceUnavailable)
+		return
+	}
+	body, err := s.encode(snap)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+	w.Write(body)
+}
+
+// encode returns the JSON of snap within maxBytes, encoding each snapshot
+// once.
+func (s *Server) encode(snap *api.Snapshot) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cached != snap {
+		s.encoded, s.encErr = EncodeBounded(snap, s.maxBytes)
+		s.cached = snap
+	}
+	return s.encoded, s.encErr
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	snap := s.src.Last()
+	w.Header().Set("Content-Type", "application/json")
+	if snap == nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, `{"status":"starting"}`)
+		return
+	}
+	age := s.now().Sub(snap.TakenAt)
+	if s.StaleAfter > 0 && age > s.StaleAfter {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, `{"status":"stale","seq":%d,"ageSeconds":%.3f}`+"\n", snap.Seq, age.Seconds())
+		return
+	}
+	fmt.Fprintf(w, `{"status":"ok","seq":%d,"ageSeconds":%.3f}`+"\n", snap.Seq, age.Seconds())
+}
+
+// ErrTooLarge is returned when even a snapshot without connections exceeds
+// the size limit.
+var ErrTooLarge = errors.New("agent: snapshot exceeds the response size limit even without connections")
+
+// stateRank orders connections for truncation: kept first are the ones that
+// show live traffic, dropped first are TIME_WAIT rows (which are also
+// summarised in Namespace.Closed).
+func stateRank(s string) int {
+	switch s {
+	case "ESTABLISHED":
+		return 0
+	case "SYN_SENT", "SYN_RECV":
+		return 1
+	case "TIME_WAIT":
+		return 3
+	}
+	return 2
+}
+
+// EncodeBounded marshals snap as JSON of at most maxBytes bytes. If the full
+// snapshot is larger, it keeps the largest prefix of connections in a fixed
+// order (state rank: ESTABLISHED, SYN_*, closing states, TIME_WAIT; then
+// namespace inode; then the namespace's own order) that fits, and sets
+// Truncated and Truncation. snap itself is not modified.
+func EncodeBounded(snap *api.Snapshot, maxBytes int) ([]byte, error) {
+	full, err := marshal(snap)
+	if err != nil {
+		return nil, err
+	}
+	if len(full) <= maxBytes {
+		return full, nil
+	}
+	type ref struct{ ns, c, rank int }
+	var refs []ref
+	for i := range snap.Namespaces {
+		for j, c := range snap.Namespaces[i].Connections {
+			refs = append(refs, ref{i, j, stateRank(c.State)})
+		}
+	}
+	// Namespaces are sorted by inode and connections within one are
+	// sorted, so (rank, ns index, conn index) is a deterministic order.
+	slices.SortStableFunc(refs, func(a, b ref) int {
+		return cmp.Or(cmp.Compare(a.rank, b.rank), cmp.Compare(a.ns, b.ns), cmp.Compare(a.c, b.c))
+	})
+	build := func(k int) ([]byte, error) {
+		keep := make([][]bool, len(snap.Namespaces))
+		for i := range snap.Namespaces {
+			keep[i] = make([]bool, len(snap.Namespaces[i].Connections))
+		}
+		for _, r := range refs[:k] {
+			keep[r.ns][r.c] = true
+		}
+		t := *snap
+		t.Namespaces = make([]api.Namespace, len(snap.Namespaces))
+		for i, ns := range snap.Namespaces {
+			conns := make([]api.Conn, 0, k)
+			for j, c := range ns.Connections {
+				if keep[i][j] {
+					conns = append(conns, c)
+				}
+			}
+			ns.Connections = conns
+			t.Namespaces[i] = ns
+		}
+		t.Truncated = true
+		t.Truncation = &api.Truncation{
+			MaxBytes:           maxBytes,
+			TotalConnections:   len(refs),
+			KeptConnections:    k,
+			DroppedConnections: len(refs) - k,
+		}
+		return marshal(&t)
+	}
+	// Largest k whose encoding fits (encoding size grows with k).
+	lo, hi := 0, len(refs) // invariant: build(lo) fits unless lo == 0
+	best, err := build(0)
+	if err != nil {
+		return nil, err
+	}
+	if len(best) > maxBytes {
+		return nil, ErrTooLarge
+	}
+	for lo < hi {
+		mid := lo + (hi-lo+1)/2
+		b, err := build(mid)
+		if err != nil {
+			return nil, err
+		}
+		if len(b) <= maxBytes {
+			lo, best = mid, b
+		} else {
+			hi = mid - 1
+		}
+	}
+	return best, nil
+}
+
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
