@@ -1,0 +1,11 @@
+// Prettier settings shared by Grafana plugins (same as @grafana/eslint-config expects).
+module.exports = {
+  endOfLine: 'auto',
+  printWidth: 120,
+  trailingComma: 'es5',
+  semi: true,
+  jsxSingleQuote: false,
+  singleQuote: true,
+  useTabs: false,
+  tabWidth: 2,
+};
