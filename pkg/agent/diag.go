@@ -34,7 +34,7 @@ func inetDiagRequest(family uint8) []byte {
 	b := make([]byte, inetDiagReqV2Len)
 	b[0] = family
 	b[1] = unix.IPPROTO_TCP
-	b[2] = 0 // idiag_ext
+	b[2] = 0                                                   // idiag_ext
 	binary.NativeEndian.PutUint32(b[4:], 0xfff&^(1<<tcpClose)) // all states but CLOSE
 	return b
 }
