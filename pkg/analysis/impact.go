@@ -1,0 +1,80 @@
+package analysis
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+
+	"github.com/livemap/servicemap/pkg/model"
+)
+
+// Dependent is one node upstream of the analysed service.
+type Dependent struct {
+	Service string
+	Kind    model.NodeKind
+	Hops    int // shortest number of calls from it to the analysed service
+	Health  model.Health
+}
+
+// ImpactScope is everyone who depends, directly or not, on a service.
+type ImpactScope struct {
+	Service string
+	Health  model.Health
+	// Upstream are the services that call it, their callers and so on, by
+	// hops then name. Virtual callers are not among them.
+	Upstream []Dependent
+	// EntryPoints are the virtual callers upstream (the user node, external
+	// peers): where outside traffic comes in, not services anyone can fix.
+	EntryPoints []Dependent
+	Degraded    int    // upstream services that are yellow or red
+	Summary     string // "4 upstream services depend on payment-service, 3 degraded"
+}
+
+// Impact lists every transitive upstream dependent of service with its
+// shortest hop count and health.
+func Impact(g *model.Graph, service string) (ImpactScope, error) {
+	i, err := lookup(g, service)
+	if err != nil {
+		return ImpactScope{Service: service}, err
+	}
+	dist := upstream(g, i)
+	s := ImpactScope{Service: service, Health: g.Nodes[i].Health}
+	for k, d := range dist {
+		if d <= 0 {
+			continue // not upstream, or the service itself
+		}
+		n := g.Nodes[k]
+		dep := Dependent{Service: n.ID(), Kind: n.Info.Kind, Hops: int(d), Health: n.Health}
+		if entryPoint(n) {
+			s.EntryPoints = append(s.EntryPoints, dep)
+			continue
+		}
+		s.Upstream = append(s.Upstream, dep)
+		if unhealthy(n.Health) {
+			s.Degraded++
+		}
+	}
+	// Nodes are already sorted by id, so a stable sort by hops keeps names in order.
+	byHops := func(a, b Dependent) int { return cmp.Compare(a.Hops, b.Hops) }
+	slices.SortStableFunc(s.Upstream, byHops)
+	slices.SortStableFunc(s.EntryPoints, byHops)
+	s.Summary = impactSummary(service, len(s.Upstream), s.Degraded)
+	return s, nil
+}
+
+func impactSummary(service string, n, degraded int) string {
+	if n == 0 {
+		return "no upstream service depends on " + service
+	}
+	return fmt.Sprintf("%d upstream %s on %s, %d degraded",
+		n, plural(n, "service depends", "services depend"), service, degraded)
+}
+
+// ids returns the service names of dependents.
+func ids(deps []Dependent) []string {
+	out := make([]string, len(deps))
+	for k, d := range deps {
+		out[k] = d.Service
+	}
+	return out
+}

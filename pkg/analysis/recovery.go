@@ -1,0 +1,203 @@
+package analysis
+
+import (
+	"container/heap"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/livemap/servicemap/pkg/model"
+)
+
+// RecoveryStep is one thing to bring back: a service, or a group of services
+// that call each other in a cycle and so can only come back together.
+type RecoveryStep struct {
+	Services []string // sorted
+	Cycle    bool     // more than one service, calling each other
+	Label    string   // "payment" or "cycle: a, b, c"
+	// Wave numbers steps that can go in parallel: a step's callees are all
+	// in earlier waves. Starts at 1.
+	Wave int
+}
+
+// RecoveryOrder orders the affected services dependencies first: a service
+// comes after everything it calls within the affected set. Cycles are
+// collapsed into one step. Among steps that are ready at the same time the
+// one whose first name sorts first goes first.
+func RecoveryOrder(g *model.Graph, affected []string) ([]RecoveryStep, error) {
+	if g == nil {
+		return nil, fmt.Errorf("no graph")
+	}
+	// Local indexes over the affected set, in name order.
+	names := slices.Clone(affected)
+	slices.Sort(names)
+	names = slices.Compact(names)
+	local := make(map[int]int, len(names)) // graph index → local index
+	for k, name := range names {
+		i := g.NodeIndex(name)
+		if i < 0 {
+			return nil, fmt.Errorf("unknown service %q: not in the graph for this range", name)
+		}
+		local[i] = k
+	}
+	callees := make([][]int, len(names))
+	for k, name := range names {
+		for _, ei := range g.Out[g.NodeIndex(name)] {
+			if t, ok := local[g.NodeIndex(g.Edges[ei].Key.Target)]; ok && t != k {
+				callees[k] = append(callees[k], t)
+			}
+		}
+	}
+	comp, ncomp := tarjan(callees)
+
+	// Condense: a component waits for the components it calls.
+	members := make([][]int, ncomp)
+	for v, c := range comp {
+		members[c] = append(members[c], v) // v ascending, so members sorted by name
+	}
+	waiting := make([]int, ncomp)  // distinct callee components not yet recovered
+	callers := make([][]int, ncomp) // components calling c
+	seen := make(map[[2]int]bool)
+	for v, cs := range callees {
+		for _, t := range cs {
+			a, b := comp[v], comp[t]
+			if a != b && !seen[[2]int{a, b}] {
+				seen[[2]int{a, b}] = true
+				waiting[a]++
+				callers[b] = append(callers[b], a)
+			}
+		}
+	}
+	wave := make([]int, ncomp)
+	ready := &minHeap{}
+	for c := range ncomp {
+		if waiting[c] == 0 {
+			wave[c] = 1
+			heap.Push(ready, [2]int{members[c][0], c})
+		}
+	}
+	steps := make([]RecoveryStep, 0, ncomp)
+	for ready.Len() > 0 {
+		c := heap.Pop(ready).([2]int)[1]
+		st := RecoveryStep{Wave: wave[c], Cycle: len(members[c]) > 1}
+		for _, v := range members[c] {
+			st.Services = append(st.Services, names[v])
+		}
+		st.Label = st.Services[0]
+		if st.Cycle {
+			st.Label = "cycle: " + strings.Join(st.Services, ", ")
+		}
+		steps = append(steps, st)
+		for _, a := range callers[c] {
+			wave[a] = max(wave[a], wave[c]+1)
+			if waiting[a]--; waiting[a] == 0 {
+				heap.Push(ready, [2]int{members[a][0], a})
+			}
+		}
+	}
+	return steps, nil
+}
+
+// AffectedSet is what an incident at service touches: the service, every
+// service upstream of it (virtual callers are not services to recover) and
+// the unhealthy downstream path RootCause follows. Sorted.
+func AffectedSet(g *model.Graph, service string) ([]string, error) {
+	i, err := lookup(g, service)
+	if err != nil {
+		return nil, err
+	}
+	set := map[string]bool{service: true}
+	for k, d := range upstream(g, i) {
+		if d > 0 && !entryPoint(g.Nodes[k]) {
+			set[g.Nodes[k].ID()] = true
+		}
+	}
+	for _, name := range RootCause(g, service).Path {
+		set[name] = true
+	}
+	out := make([]string, 0, len(set))
+	for name := range set {
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// tarjan finds strongly connected components without recursion, so a long
+// chain of 10,000 services cannot overflow the stack. comp[v] is v's
+// component; components are numbered in the order they complete.
+func tarjan(adj [][]int) (comp []int, n int) {
+	const none = -1
+	index := make([]int, len(adj))
+	low := make([]int, len(adj))
+	comp = make([]int, len(adj))
+	onStack := make([]bool, len(adj))
+	for v := range index {
+		index[v], comp[v] = none, none
+	}
+	var stack []int
+	type frame struct{ v, pos int }
+	next := 0
+	for root := range adj {
+		if index[root] != none {
+			continue
+		}
+		call := []frame{{root, 0}}
+		index[root], low[root] = next, next
+		next++
+		stack = append(stack, root)
+		onStack[root] = true
+		for len(call) > 0 {
+			f := &call[len(call)-1]
+			v := f.v
+			if f.pos < len(adj[v]) {
+				w := adj[v][f.pos]
+				f.pos++
+				switch {
+				case index[w] == none:
+					index[w], low[w] = next, next
+					next++
+					stack = append(stack, w)
+					onStack[w] = true
+					call = append(call, frame{w, 0})
+				case onStack[w]:
+					low[v] = min(low[v], index[w])
+				}
+				continue
+			}
+			call = call[:len(call)-1]
+			if len(call) > 0 {
+				p := call[len(call)-1].v
+				low[p] = min(low[p], low[v])
+			}
+			if low[v] == index[v] {
+				for {
+					w := stack[len(stack)-1]
+					stack = stack[:len(stack)-1]
+					onStack[w] = false
+					comp[w] = n
+					if w == v {
+						break
+					}
+				}
+				n++
+			}
+		}
+	}
+	return comp, n
+}
+
+// minHeap orders ready components by their first member's name (its local
+// index, since local indexes follow name order).
+type minHeap [][2]int
+
+func (h minHeap) Len() int           { return len(h) }
+func (h minHeap) Less(i, j int) bool { return h[i][0] < h[j][0] }
+func (h minHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *minHeap) Push(x any)        { *h = append(*h, x.([2]int)) }
+func (h *minHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
