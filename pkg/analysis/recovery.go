@@ -55,7 +55,7 @@ func RecoveryOrder(g *model.Graph, affected []string) ([]RecoveryStep, error) {
 	for v, c := range comp {
 		members[c] = append(members[c], v) // v ascending, so members sorted by name
 	}
-	waiting := make([]int, ncomp)  // distinct callee components not yet recovered
+	waiting := make([]int, ncomp)   // distinct callee components not yet recovered
 	callers := make([][]int, ncomp) // components calling c
 	seen := make(map[[2]int]bool)
 	for v, cs := range callees {
