@@ -99,8 +99,8 @@ func BlastRadius[S DistinctCounter[S]](g *model.Graph, service string, users Use
 		// Each estimate carries its own error; a subset must not read above 100 %.
 		r.Share = min(1, float64(r.Users)/float64(r.Total))
 	}
-	r.Summary = fmt.Sprintf("%d distinct external %s (%.1f %% of all entry clients) reach %s through %d entry %s",
-		r.Users, plural(int(r.Users), "client", "clients"), 100*r.Share, service,
-		len(r.Entries), plural(len(r.Entries), "point", "points"))
+	r.Summary = fmt.Sprintf("%d distinct external %s (%.1f %% of all entry clients) %s %s through %d entry %s",
+		r.Users, plural(int(r.Users), "client", "clients"), 100*r.Share, plural(int(r.Users), "reaches", "reach"),
+		service, len(r.Entries), plural(len(r.Entries), "point", "points"))
 	return r
 }
