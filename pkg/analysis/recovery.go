@@ -1,7 +1,6 @@
 package analysis
 
 import (
-	"container/heap"
 	"fmt"
 	"slices"
 	"strings"
@@ -22,8 +21,8 @@ type RecoveryStep struct {
 
 // RecoveryOrder orders the affected services dependencies first: a service
 // comes after everything it calls within the affected set. Cycles are
-// collapsed into one step. Among steps that are ready at the same time the
-// one whose first name sorts first goes first.
+// collapsed into one step. Steps come in waves (everything a step calls is in
+// an earlier wave), and within a wave by first name.
 func RecoveryOrder(g *model.Graph, affected []string) ([]RecoveryStep, error) {
 	if g == nil {
 		return nil, fmt.Errorf("no graph")
@@ -68,32 +67,36 @@ func RecoveryOrder(g *model.Graph, affected []string) ([]RecoveryStep, error) {
 			}
 		}
 	}
-	wave := make([]int, ncomp)
-	ready := &minHeap{}
+	// Kahn's algorithm a wave at a time: a component is ready once every
+	// component it calls is back, and each wave goes out in name order.
+	var ready []int
 	for c := range ncomp {
 		if waiting[c] == 0 {
-			wave[c] = 1
-			heap.Push(ready, [2]int{members[c][0], c})
+			ready = append(ready, c)
 		}
 	}
 	steps := make([]RecoveryStep, 0, ncomp)
-	for ready.Len() > 0 {
-		c := heap.Pop(ready).([2]int)[1]
-		st := RecoveryStep{Wave: wave[c], Cycle: len(members[c]) > 1}
-		for _, v := range members[c] {
-			st.Services = append(st.Services, names[v])
-		}
-		st.Label = st.Services[0]
-		if st.Cycle {
-			st.Label = "cycle: " + strings.Join(st.Services, ", ")
-		}
-		steps = append(steps, st)
-		for _, a := range callers[c] {
-			wave[a] = max(wave[a], wave[c]+1)
-			if waiting[a]--; waiting[a] == 0 {
-				heap.Push(ready, [2]int{members[a][0], a})
+	for wave := 1; len(ready) > 0; wave++ {
+		// members[c][0] is the local index of c's first name: names sort with it.
+		slices.SortFunc(ready, func(a, b int) int { return members[a][0] - members[b][0] })
+		var next []int
+		for _, c := range ready {
+			st := RecoveryStep{Wave: wave, Cycle: len(members[c]) > 1}
+			for _, v := range members[c] {
+				st.Services = append(st.Services, names[v])
+			}
+			st.Label = st.Services[0]
+			if st.Cycle {
+				st.Label = "cycle: " + strings.Join(st.Services, ", ")
+			}
+			steps = append(steps, st)
+			for _, a := range callers[c] {
+				if waiting[a]--; waiting[a] == 0 {
+					next = append(next, a)
+				}
 			}
 		}
+		ready = next
 	}
 	return steps, nil
 }
@@ -185,19 +188,4 @@ func tarjan(adj [][]int) (comp []int, n int) {
 		}
 	}
 	return comp, n
-}
-
-// minHeap orders ready components by their first member's name (its local
-// index, since local indexes follow name order).
-type minHeap [][2]int
-
-func (h minHeap) Len() int           { return len(h) }
-func (h minHeap) Less(i, j int) bool { return h[i][0] < h[j][0] }
-func (h minHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *minHeap) Push(x any)        { *h = append(*h, x.([2]int)) }
-func (h *minHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
 }
