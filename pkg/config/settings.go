@@ -1,0 +1,346 @@
+// Package config turns a data source's jsonData and secureJsonData into
+// validated settings. Every error names the field that is wrong.
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/livemap/servicemap/pkg/model"
+)
+
+// Table shapes the trace source can read (see docs/tables.md).
+const (
+	ShapeCalls  = "calls"
+	ShapeSpans  = "spans"
+	ShapeCustom = "custom"
+)
+
+// Settings is the whole configuration of one data source instance.
+type Settings struct {
+	// PostgreSQL connection for the trace source
+	Host                    string `json:"host"` // host:port
+	Database                string `json:"database"`
+	User                    string `json:"user"`
+	SSLMode                 string `json:"sslMode"`
+	StatementTimeoutSeconds int    `json:"statementTimeoutSeconds"`
+	MaxConnections          int    `json:"maxConnections"`
+
+	TableShape string `json:"tableShape"`
+	Table      string `json:"table"`
+	CustomSQL  string `json:"customSql"`
+
+	RefreshIntervalSeconds int `json:"refreshIntervalSeconds"`
+	RetentionHours         int `json:"retentionHours"`
+	GracePeriodSeconds     int `json:"gracePeriodSeconds"`
+
+	SLO       SLOSettings     `json:"slo"`
+	TraceLink TraceLink       `json:"traceLink"`
+	Kube      KubeSettings    `json:"kubernetes"`
+	Gateway   GatewaySettings `json:"gateway"`
+	Declared  string          `json:"declaredArchitecture"`
+	Secrets   Secrets         `json:"-"`
+	SLOs      model.SLOs      `json:"-"`
+}
+
+// SLOSettings are the health thresholds as configured.
+type SLOSettings struct {
+	ErrorRate       *float64      `json:"errorRate"`
+	P99LatencyMs    *float64      `json:"p99LatencyMs"`
+	WarningFraction *float64      `json:"warningFraction"`
+	Overrides       []SLOOverride `json:"overrides"`
+}
+
+// SLOOverride changes the SLO of one service; unset fields keep the default.
+type SLOOverride struct {
+	Service      string   `json:"service"`
+	ErrorRate    *float64 `json:"errorRate"`
+	P99LatencyMs *float64 `json:"p99LatencyMs"`
+}
+
+// TraceLink says where node and edge links to traces go.
+type TraceLink struct {
+	Type          string `json:"type"` // none | tempo | jaeger | url
+	DatasourceUID string `json:"datasourceUid"`
+	URLTemplate   string `json:"urlTemplate"`
+}
+
+// KubeSettings configure the Kubernetes + TCP table source.
+type KubeSettings struct {
+	Enabled            bool           `json:"enabled"`
+	Mode               string         `json:"mode"` // inCluster | url
+	APIServerURL       string         `json:"apiServerUrl"`
+	Namespaces         []string       `json:"namespaces"`
+	AgentPort          int            `json:"agentPort"`
+	AgentNamespace     string         `json:"agentNamespace"`
+	AgentLabelSelector string         `json:"agentLabelSelector"`
+	StaticAgents       []string       `json:"staticAgents"`
+	ExternalCIDRs      []ExternalCIDR `json:"externalCidrs"`
+}
+
+// ExternalCIDR names addresses outside the cluster.
+type ExternalCIDR struct {
+	Name string `json:"name"`
+	CIDR string `json:"cidr"`
+}
+
+// GatewaySettings configure the access-log source.
+type GatewaySettings struct {
+	Enabled bool   `json:"enabled"`
+	Table   string `json:"table"`
+}
+
+// Secrets come only from secureJsonData.
+type Secrets struct {
+	Password      string
+	TLSCACert     string
+	TLSClientCert string
+	TLSClientKey  string
+	KubeToken     string
+	KubeCACert    string
+	AgentToken    string
+}
+
+var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$`)
+
+// Parse reads and validates settings, filling defaults.
+func Parse(jsonData []byte, secure map[string]string) (*Settings, error) {
+	s := &Settings{}
+	if len(strings.TrimSpace(string(jsonData))) > 0 {
+		if err := json.Unmarshal(jsonData, s); err != nil {
+			return nil, fmt.Errorf("settings: jsonData is not valid JSON of the expected shape: %w", err)
+		}
+	}
+	s.Secrets = Secrets{
+		Password: secure["password"], TLSCACert: secure["tlsCACert"], TLSClientCert: secure["tlsClientCert"],
+		TLSClientKey: secure["tlsClientKey"], KubeToken: secure["kubeToken"], KubeCACert: secure["kubeCACert"],
+		AgentToken: secure["agentToken"],
+	}
+	s.defaults()
+	if err := s.validate(); err != nil {
+		return nil, fmt.Errorf("settings: %w", err)
+	}
+	return s, nil
+}
+
+func (s *Settings) defaults() {
+	if s.SSLMode == "" {
+		s.SSLMode = "require"
+	}
+	if s.StatementTimeoutSeconds == 0 {
+		s.StatementTimeoutSeconds = 30
+	}
+	if s.MaxConnections == 0 {
+		s.MaxConnections = 4
+	}
+	if s.TableShape == "" {
+		s.TableShape = ShapeSpans
+	}
+	if s.Table == "" && s.TableShape != ShapeCustom {
+		s.Table = s.TableShape
+	}
+	if s.RefreshIntervalSeconds == 0 {
+		s.RefreshIntervalSeconds = 15
+	}
+	if s.RetentionHours == 0 {
+		s.RetentionHours = 24
+	}
+	if s.GracePeriodSeconds == 0 {
+		s.GracePeriodSeconds = 60
+	}
+	if s.TraceLink.Type == "" {
+		s.TraceLink.Type = "none"
+	}
+	if s.Kube.Mode == "" {
+		s.Kube.Mode = "inCluster"
+	}
+	if s.Kube.AgentPort == 0 {
+		s.Kube.AgentPort = 9464
+	}
+	if s.Gateway.Table == "" {
+		s.Gateway.Table = "gateway_logs"
+	}
+}
+
+func (s *Settings) validate() error {
+	if s.Host != "" {
+		if _, _, err := net.SplitHostPort(s.Host); err != nil {
+			return fmt.Errorf("host: want host:port, got %q", s.Host)
+		}
+		if s.Database == "" {
+			return fmt.Errorf("database: required when host is set")
+		}
+		if s.User == "" {
+			return fmt.Errorf("user: required when host is set")
+		}
+	}
+	switch s.SSLMode {
+	case "disable", "require", "verify-ca", "verify-full":
+	default:
+		return fmt.Errorf("sslMode: want disable, require, verify-ca or verify-full, got %q", s.SSLMode)
+	}
+	if (s.SSLMode == "verify-ca" || s.SSLMode == "verify-full") && s.Secrets.TLSCACert == "" {
+		return fmt.Errorf("tlsCACert: sslMode %s needs the CA certificate in secureJsonData", s.SSLMode)
+	}
+	if (s.Secrets.TLSClientCert == "") != (s.Secrets.TLSClientKey == "") {
+		return fmt.Errorf("tlsClientCert/tlsClientKey: give both or neither")
+	}
+	for _, r := range []struct {
+		name      string
+		v, lo, hi int
+	}{
+		{"statementTimeoutSeconds", s.StatementTimeoutSeconds, 1, 3600},
+		{"maxConnections", s.MaxConnections, 1, 100},
+		{"refreshIntervalSeconds", s.RefreshIntervalSeconds, 1, 3600},
+		{"retentionHours", s.RetentionHours, 1, 24 * 31},
+		{"gracePeriodSeconds", s.GracePeriodSeconds, 0, 3600},
+	} {
+		if r.v < r.lo || r.v > r.hi {
+			return fmt.Errorf("%s: want %d..%d, got %d", r.name, r.lo, r.hi, r.v)
+		}
+	}
+	switch s.TableShape {
+	case ShapeCalls, ShapeSpans:
+		if !identifier.MatchString(s.Table) {
+			return fmt.Errorf("table: %q is not a plain (optionally schema-qualified) table name", s.Table)
+		}
+	case ShapeCustom:
+		if err := ValidateCustomSQL(s.CustomSQL); err != nil {
+			return fmt.Errorf("customSql: %w", err)
+		}
+	default:
+		return fmt.Errorf("tableShape: want calls, spans or custom, got %q", s.TableShape)
+	}
+	slos, err := s.SLO.resolve()
+	if err != nil {
+		return err
+	}
+	s.SLOs = slos
+	switch s.TraceLink.Type {
+	case "none":
+	case "tempo", "jaeger":
+		if s.TraceLink.DatasourceUID == "" {
+			return fmt.Errorf("traceLink.datasourceUid: required for a %s link", s.TraceLink.Type)
+		}
+	case "url":
+		if _, err := url.Parse(s.TraceLink.URLTemplate); err != nil || s.TraceLink.URLTemplate == "" {
+			return fmt.Errorf("traceLink.urlTemplate: want a URL, got %q", s.TraceLink.URLTemplate)
+		}
+	default:
+		return fmt.Errorf("traceLink.type: want none, tempo, jaeger or url, got %q", s.TraceLink.Type)
+	}
+	if s.Kube.Enabled {
+		switch s.Kube.Mode {
+		case "inCluster":
+		case "url":
+			if u, err := url.Parse(s.Kube.APIServerURL); err != nil || u.Scheme != "https" || u.Host == "" {
+				return fmt.Errorf("kubernetes.apiServerUrl: want https://host:port, got %q", s.Kube.APIServerURL)
+			}
+			if s.Secrets.KubeToken == "" {
+				return fmt.Errorf("kubeToken: the url mode needs a bearer token in secureJsonData")
+			}
+		default:
+			return fmt.Errorf("kubernetes.mode: want inCluster or url, got %q", s.Kube.Mode)
+		}
+		for i, c := range s.Kube.ExternalCIDRs {
+			if _, _, err := net.ParseCIDR(c.CIDR); err != nil || c.Name == "" {
+				return fmt.Errorf("kubernetes.externalCidrs[%d]: want a name and a CIDR, got %q=%q", i, c.Name, c.CIDR)
+			}
+		}
+		if s.Kube.AgentPort < 1 || s.Kube.AgentPort > 65535 {
+			return fmt.Errorf("kubernetes.agentPort: want 1..65535, got %d", s.Kube.AgentPort)
+		}
+	}
+	if s.Gateway.Enabled && !identifier.MatchString(s.Gateway.Table) {
+		return fmt.Errorf("gateway.table: %q is not a plain table name", s.Gateway.Table)
+	}
+	return nil
+}
+
+func (c SLOSettings) resolve() (model.SLOs, error) {
+	def := model.DefaultSLO
+	if c.ErrorRate != nil {
+		def.ErrorRate = *c.ErrorRate
+	}
+	if c.P99LatencyMs != nil {
+		def.P99LatencyMs = *c.P99LatencyMs
+	}
+	if c.WarningFraction != nil {
+		def.WarningFraction = *c.WarningFraction
+	}
+	if err := def.Validate(); err != nil {
+		return model.SLOs{}, fmt.Errorf("slo.%w", err)
+	}
+	out := model.SLOs{Default: def, Overrides: map[string]model.SLO{}}
+	for i, o := range c.Overrides {
+		slo := def
+		if o.Service == "" {
+			return out, fmt.Errorf("slo.overrides[%d].service: required", i)
+		}
+		if o.ErrorRate != nil {
+			slo.ErrorRate = *o.ErrorRate
+		}
+		if o.P99LatencyMs != nil {
+			slo.P99LatencyMs = *o.P99LatencyMs
+		}
+		if err := slo.Validate(); err != nil {
+			return out, fmt.Errorf("slo.overrides[%d] (%s).%w", i, o.Service, err)
+		}
+		out.Overrides[o.Service] = slo
+	}
+	return out, nil
+}
+
+// Retention as a duration.
+func (s *Settings) Retention() time.Duration { return time.Duration(s.RetentionHours) * time.Hour }
+
+// RefreshInterval as a duration.
+func (s *Settings) RefreshInterval() time.Duration {
+	return time.Duration(s.RefreshIntervalSeconds) * time.Second
+}
+
+// Grace is how late a span may arrive and still be counted.
+func (s *Settings) Grace() time.Duration { return time.Duration(s.GracePeriodSeconds) * time.Second }
+
+// HasTraceSource reports whether a PostgreSQL connection is configured.
+func (s *Settings) HasTraceSource() bool { return s.Host != "" }
+
+var timeMacro = regexp.MustCompile(`\$__time(?:Filter\(\s*[^)]+\)|From(?:\(\))?|To(?:\(\))?)`)
+
+// ValidateCustomSQL checks that a custom query is bounded by the read window:
+// without a time macro every refresh would re-read (and re-count) everything.
+func ValidateCustomSQL(sql string) error {
+	if strings.TrimSpace(sql) == "" {
+		return fmt.Errorf("required for the custom table shape")
+	}
+	hasFilter := strings.Contains(sql, "$__timeFilter(")
+	hasBoth := strings.Contains(sql, "$__timeFrom") && strings.Contains(sql, "$__timeTo")
+	if !hasFilter && !hasBoth {
+		return fmt.Errorf("must restrict rows to the read window with $__timeFilter(column) or both $__timeFrom and $__timeTo")
+	}
+	if strings.Contains(strings.TrimRight(strings.TrimSpace(sql), ";"), ";") {
+		return fmt.Errorf("must be a single statement")
+	}
+	return nil
+}
+
+// ExpandMacros replaces the time macros with the $1 (from) and $2 (to)
+// parameters.
+func ExpandMacros(sql string) string {
+	return timeMacro.ReplaceAllStringFunc(sql, func(m string) string {
+		switch {
+		case strings.HasPrefix(m, "$__timeFilter("):
+			col := strings.TrimSpace(m[len("$__timeFilter(") : len(m)-1])
+			return fmt.Sprintf("(%s >= $1 AND %s < $2)", col, col)
+		case strings.HasPrefix(m, "$__timeFrom"):
+			return "$1"
+		default:
+			return "$2"
+		}
+	})
+}

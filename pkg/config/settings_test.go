@@ -1,0 +1,87 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestDefaults(t *testing.T) {
+	s, err := Parse([]byte(`{"host":"db:5432","database":"traces","user":"grafana"}`), map[string]string{"password": "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.TableShape != "spans" || s.Table != "spans" || s.SSLMode != "require" || s.RetentionHours != 24 ||
+		s.RefreshIntervalSeconds != 15 || s.GracePeriodSeconds != 60 || s.StatementTimeoutSeconds != 30 {
+		t.Errorf("defaults: %+v", s)
+	}
+	if s.Secrets.Password != "pw" {
+		t.Errorf("password not taken from secureJsonData")
+	}
+	if s.SLOs.Default.ErrorRate != 0.01 || s.SLOs.Default.P99LatencyMs != 500 || s.SLOs.Default.WarningFraction != 0.8 {
+		t.Errorf("default SLO %+v", s.SLOs.Default)
+	}
+}
+
+func TestPasswordNeverFromJSONData(t *testing.T) {
+	s, err := Parse([]byte(`{"host":"db:5432","database":"d","user":"u","password":"leaked"}`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Secrets.Password != "" {
+		t.Errorf("password read from jsonData")
+	}
+}
+
+func TestSLOOverrides(t *testing.T) {
+	s, err := Parse([]byte(`{"slo":{"errorRate":0.02,"p99LatencyMs":300,"overrides":[{"service":"payments","errorRate":0.001}]}}`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.SLOs.For("payments"); got.ErrorRate != 0.001 || got.P99LatencyMs != 300 || got.WarningFraction != 0.8 {
+		t.Errorf("payments SLO %+v", got)
+	}
+	if got := s.SLOs.For("other"); got.ErrorRate != 0.02 {
+		t.Errorf("default SLO %+v", got)
+	}
+}
+
+func TestErrorsNameTheField(t *testing.T) {
+	for _, tc := range []struct {
+		json   string
+		secure map[string]string
+		want   string
+	}{
+		{`{"host":"db"}`, nil, "host:"},
+		{`{"host":"db:5432","user":"u"}`, nil, "database:"},
+		{`{"sslMode":"prefer"}`, nil, "sslMode:"},
+		{`{"sslMode":"verify-full"}`, nil, "tlsCACert:"},
+		{`{}`, map[string]string{"tlsClientCert": "x"}, "tlsClientCert/tlsClientKey"},
+		{`{"tableShape":"rows"}`, nil, "tableShape:"},
+		{`{"tableShape":"calls","table":"calls; drop table x"}`, nil, "table:"},
+		{`{"tableShape":"custom","customSql":"select * from calls"}`, nil, "customSql:"},
+		{`{"retentionHours":-1}`, nil, "retentionHours:"},
+		{`{"slo":{"errorRate":5}}`, nil, "slo.errorRate"},
+		{`{"slo":{"overrides":[{"service":"a","p99LatencyMs":-3}]}}`, nil, "slo.overrides[0] (a).p99LatencyMs"},
+		{`{"traceLink":{"type":"tempo"}}`, nil, "traceLink.datasourceUid"},
+		{`{"kubernetes":{"enabled":true,"mode":"url","apiServerUrl":"http://x"}}`, nil, "kubernetes.apiServerUrl"},
+		{`{"kubernetes":{"enabled":true,"externalCidrs":[{"name":"x","cidr":"nope"}]}}`, nil, "kubernetes.externalCidrs[0]"},
+		{`{"retentionHours":"a day"}`, nil, "not valid JSON"},
+		{`[1,2]`, nil, "not valid JSON"},
+	} {
+		_, err := Parse([]byte(tc.json), tc.secure)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one naming %q", tc.json, err, tc.want)
+		}
+	}
+}
+
+func TestExpandMacros(t *testing.T) {
+	got := ExpandMacros(`SELECT * FROM c WHERE $__timeFilter(ts) AND x > $__timeFrom() AND y < $__timeTo`)
+	want := `SELECT * FROM c WHERE (ts >= $1 AND ts < $2) AND x > $1 AND y < $2`
+	if got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	if err := ValidateCustomSQL("select 1; select 2 where $__timeFilter(t)"); err == nil {
+		t.Errorf("two statements accepted")
+	}
+}

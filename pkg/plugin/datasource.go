@@ -1,0 +1,166 @@
+// Package plugin is the Grafana glue: the instance lifecycle, one file per
+// query type on a QueryTypeMux, health checks and resources. Queries are
+// answered from the store only; sources run in the background.
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/grafana/grafana-plugin-sdk-go/backend"
+	"github.com/grafana/grafana-plugin-sdk-go/backend/datasource"
+	"github.com/grafana/grafana-plugin-sdk-go/backend/instancemgmt"
+	"github.com/grafana/grafana-plugin-sdk-go/backend/log"
+
+	"github.com/livemap/servicemap/pkg/config"
+	"github.com/livemap/servicemap/pkg/frames"
+	"github.com/livemap/servicemap/pkg/model"
+	"github.com/livemap/servicemap/pkg/source/traces"
+	"github.com/livemap/servicemap/pkg/store"
+)
+
+// PluginID is the id in plugin.json.
+const PluginID = "livemap-servicemap-datasource"
+
+// Source feeds the store in the background until its context ends.
+type Source interface {
+	Kind() model.Source
+	// Run refreshes on its own schedule and reports each refresh to the store.
+	Run(ctx context.Context)
+	// Check verifies connectivity and schema for CheckHealth.
+	Check(ctx context.Context) error
+	Close()
+}
+
+// Datasource is one configured instance. Grafana rebuilds it when its
+// settings change and may dispose of it when idle; Dispose stops every
+// background goroutine.
+type Datasource struct {
+	settings   *config.Settings
+	settingErr error // malformed settings: every call answers with it
+	store      *store.Store
+	sources    []Source
+	links      frames.Links
+	logger     log.Logger
+	mux        *datasource.QueryTypeMux
+	resources  backend.CallResourceHandler
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	now        func() time.Time
+}
+
+var (
+	_ backend.QueryDataHandler      = (*Datasource)(nil)
+	_ backend.CheckHealthHandler    = (*Datasource)(nil)
+	_ backend.CallResourceHandler   = (*Datasource)(nil)
+	_ instancemgmt.InstanceDisposer = (*Datasource)(nil)
+)
+
+// Options let tests and the demo inject a clock or extra sources.
+type Options struct {
+	Now          func() time.Time
+	ExtraSources func(s *config.Settings, st *store.Store) ([]Source, error)
+}
+
+// NewDatasource is the instance factory given to datasource.Manage.
+func NewDatasource(ctx context.Context, settings backend.DataSourceInstanceSettings) (instancemgmt.Instance, error) {
+	return NewDatasourceWithOptions(ctx, settings, Options{})
+}
+
+// NewDatasourceWithOptions builds an instance and starts its sources. Bad
+// settings do not fail the factory: the instance answers every query and
+// health check with the specific error, so Grafana shows it where the user
+// looks.
+func NewDatasourceWithOptions(_ context.Context, settings backend.DataSourceInstanceSettings, opts Options) (*Datasource, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	d := &Datasource{logger: log.DefaultLogger.With("datasource", settings.Name, "uid", settings.UID), now: opts.Now}
+	d.buildMux()
+	s, err := config.Parse(settings.JSONData, settings.DecryptedSecureJSONData)
+	if err != nil {
+		d.settingErr = err
+		d.logger.Warn("Invalid settings", "error", err)
+		return d, nil
+	}
+	d.settings = s
+	d.store = store.New(store.Options{Retention: s.Retention(), Now: opts.Now})
+	d.links = frames.Links{
+		SelfUID: settings.UID, SelfName: settings.Name,
+		TraceType: s.TraceLink.Type, TraceDatasourceUID: s.TraceLink.DatasourceUID, TraceURLTemplate: s.TraceLink.URLTemplate,
+	}
+	if s.HasTraceSource() {
+		src, err := traces.New(s, d.store, d.logger.With("source", "traces"))
+		if err != nil {
+			d.settingErr = fmt.Errorf("trace source: %w", err)
+			return d, nil
+		}
+		src.SetClock(opts.Now)
+		d.sources = append(d.sources, src)
+	}
+	if opts.ExtraSources != nil {
+		extra, err := opts.ExtraSources(s, d.store)
+		if err != nil {
+			d.closeSources()
+			d.settingErr = err
+			return d, nil
+		}
+		d.sources = append(d.sources, extra...)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	for _, src := range d.sources {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			src.Run(ctx)
+		}()
+	}
+	d.wg.Add(1)
+	go func() { // expire and pack buckets once a minute
+		defer d.wg.Done()
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				d.store.Maintain()
+			}
+		}
+	}()
+	return d, nil
+}
+
+// Store exposes the cache (for the demo command and tests).
+func (d *Datasource) Store() *store.Store { return d.store }
+
+// Dispose stops the sources and waits for them.
+func (d *Datasource) Dispose() {
+	if d.cancel != nil {
+		d.cancel()
+	}
+	d.wg.Wait()
+	d.closeSources()
+}
+
+func (d *Datasource) closeSources() {
+	for _, s := range d.sources {
+		s.Close()
+	}
+	d.sources = nil
+}
+
+// staleNotices names every source whose last refresh failed.
+func (d *Datasource) staleNotices() []string {
+	var out []string
+	for _, st := range d.store.Statuses() {
+		if st.Stale() {
+			out = append(out, st.Notice())
+		}
+	}
+	return out
+}
