@@ -38,21 +38,35 @@ func lookup(g *model.Graph, service string) (int, error) {
 	return i, nil
 }
 
+// ends gives, for each edge index, the positions of its caller and callee.
+// Reading them off In and Out avoids a map lookup per edge per step.
+func ends(g *model.Graph) (src, dst []int32) {
+	src, dst = make([]int32, len(g.Edges)), make([]int32, len(g.Edges))
+	for n := range g.Nodes {
+		for _, ei := range g.Out[n] {
+			src[ei] = int32(n)
+		}
+		for _, ei := range g.In[n] {
+			dst[ei] = int32(n)
+		}
+	}
+	return src, dst
+}
+
 // upstream walks callers breadth-first from node i and returns the shortest
 // hop count of every node that transitively calls it (-1: does not; i: 0).
-func upstream(g *model.Graph, i int) []int32 {
+func upstream(g *model.Graph, src []int32, i int) []int32 {
 	dist := make([]int32, len(g.Nodes))
 	for k := range dist {
 		dist[k] = -1
 	}
 	dist[i] = 0
-	queue := []int{i}
-	for len(queue) > 0 {
-		n := queue[0]
-		queue = queue[1:]
+	queue := make([]int32, 1, len(g.Nodes))
+	queue[0] = int32(i)
+	for head := 0; head < len(queue); head++ {
+		n := queue[head]
 		for _, ei := range g.In[n] {
-			m := g.NodeIndex(g.Edges[ei].Key.Source)
-			if dist[m] < 0 {
+			if m := src[ei]; dist[m] < 0 {
 				dist[m] = dist[n] + 1
 				queue = append(queue, m)
 			}

@@ -61,7 +61,8 @@ func BlastRadius[S DistinctCounter[S]](g *model.Graph, service string, users Use
 		r.Reason = NoGatewayData
 		return r
 	}
-	dist := upstream(g, i)
+	src, _ := ends(g)
+	dist := upstream(g, src, i)
 	names := make([]string, 0, len(entries))
 	for name := range entries {
 		names = append(names, name)

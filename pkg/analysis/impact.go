@@ -1,9 +1,7 @@
 package analysis
 
 import (
-	"cmp"
 	"fmt"
-	"slices"
 
 	"github.com/livemap/servicemap/pkg/model"
 )
@@ -37,27 +35,33 @@ func Impact(g *model.Graph, service string) (ImpactScope, error) {
 	if err != nil {
 		return ImpactScope{Service: service}, err
 	}
-	dist := upstream(g, i)
+	src, _ := ends(g)
+	dist := upstream(g, src, i)
 	s := ImpactScope{Service: service, Health: g.Nodes[i].Health}
+	// Bucket by hops; nodes come in name order, so each bucket stays sorted.
+	var byHops [][]int
 	for k, d := range dist {
-		if d <= 0 {
-			continue // not upstream, or the service itself
-		}
-		n := g.Nodes[k]
-		dep := Dependent{Service: n.ID(), Kind: n.Info.Kind, Hops: int(d), Health: n.Health}
-		if entryPoint(n) {
-			s.EntryPoints = append(s.EntryPoints, dep)
-			continue
-		}
-		s.Upstream = append(s.Upstream, dep)
-		if unhealthy(n.Health) {
-			s.Degraded++
+		if d > 0 {
+			for int(d) >= len(byHops) {
+				byHops = append(byHops, nil)
+			}
+			byHops[d] = append(byHops[d], k)
 		}
 	}
-	// Nodes are already sorted by id, so a stable sort by hops keeps names in order.
-	byHops := func(a, b Dependent) int { return cmp.Compare(a.Hops, b.Hops) }
-	slices.SortStableFunc(s.Upstream, byHops)
-	slices.SortStableFunc(s.EntryPoints, byHops)
+	for hops, nodes := range byHops {
+		for _, k := range nodes {
+			n := g.Nodes[k]
+			dep := Dependent{Service: n.ID(), Kind: n.Info.Kind, Hops: hops, Health: n.Health}
+			if entryPoint(n) {
+				s.EntryPoints = append(s.EntryPoints, dep)
+				continue
+			}
+			s.Upstream = append(s.Upstream, dep)
+			if unhealthy(n.Health) {
+				s.Degraded++
+			}
+		}
+	}
 	s.Summary = impactSummary(service, len(s.Upstream), s.Degraded)
 	return s, nil
 }

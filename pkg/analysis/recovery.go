@@ -27,43 +27,47 @@ func RecoveryOrder(g *model.Graph, affected []string) ([]RecoveryStep, error) {
 	if g == nil {
 		return nil, fmt.Errorf("no graph")
 	}
+	src, dst := ends(g)
 	// Local indexes over the affected set, in name order.
 	names := slices.Clone(affected)
 	slices.Sort(names)
 	names = slices.Compact(names)
-	local := make(map[int]int, len(names)) // graph index → local index
+	local := make([]int32, len(g.Nodes)) // graph index → local index, -1 outside
+	for k := range local {
+		local[k] = -1
+	}
 	for k, name := range names {
 		i := g.NodeIndex(name)
 		if i < 0 {
 			return nil, fmt.Errorf("unknown service %q: not in the graph for this range", name)
 		}
-		local[i] = k
+		local[i] = int32(k)
 	}
 	callees := make([][]int, len(names))
-	for k, name := range names {
-		for _, ei := range g.Out[g.NodeIndex(name)] {
-			if t, ok := local[g.NodeIndex(g.Edges[ei].Key.Target)]; ok && t != k {
-				callees[k] = append(callees[k], t)
-			}
+	for ei := range g.Edges {
+		s, t := local[src[ei]], local[dst[ei]]
+		if s >= 0 && t >= 0 && s != t {
+			callees[s] = append(callees[s], int(t))
 		}
 	}
 	comp, ncomp := tarjan(callees)
 
-	// Condense: a component waits for the components it calls.
+	// Condense: a component waits for the distinct components it calls.
 	members := make([][]int, ncomp)
 	for v, c := range comp {
 		members[c] = append(members[c], v) // v ascending, so members sorted by name
 	}
-	waiting := make([]int, ncomp)   // distinct callee components not yet recovered
+	waiting := make([]int, ncomp)   // callee components not yet recovered
 	callers := make([][]int, ncomp) // components calling c
-	seen := make(map[[2]int]bool)
-	for v, cs := range callees {
-		for _, t := range cs {
-			a, b := comp[v], comp[t]
-			if a != b && !seen[[2]int{a, b}] {
-				seen[[2]int{a, b}] = true
-				waiting[a]++
-				callers[b] = append(callers[b], a)
+	stamp := make([]int, ncomp)     // stamp[b] == a+1: a → b already counted
+	for a := range ncomp {
+		for _, v := range members[a] {
+			for _, t := range callees[v] {
+				if b := comp[t]; b != a && stamp[b] != a+1 {
+					stamp[b] = a + 1
+					waiting[a]++
+					callers[b] = append(callers[b], a)
+				}
 			}
 		}
 	}
@@ -109,8 +113,9 @@ func AffectedSet(g *model.Graph, service string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	src, _ := ends(g)
 	set := map[string]bool{service: true}
-	for k, d := range upstream(g, i) {
+	for k, d := range upstream(g, src, i) {
 		if d > 0 && !entryPoint(g.Nodes[k]) {
 			set[g.Nodes[k].ID()] = true
 		}

@@ -62,14 +62,15 @@ func RootCause(g *model.Graph, service string) RootCauseResult {
 		r.Cause, r.Verdict = CauseUnknownService, err.Error()
 		return r
 	}
-	next := deepestUnhealthy(g, s)
+	_, dst := ends(g)
+	next := deepestUnhealthy(g, dst, s)
 	if next[s] >= 0 {
 		r.Cause = CauseDownstream
 		r.Path = []string{service}
 		r.Nodes = []NodeEvidence{nodeEvidence(g.Nodes[s])}
 		for v := s; next[v] >= 0; {
 			e := g.Edges[next[v]]
-			v = g.NodeIndex(e.Key.Target)
+			v = int(dst[next[v]])
 			r.Path = append(r.Path, e.Key.Target)
 			r.Edges = append(r.Edges, edgeEvidence(e))
 			r.Nodes = append(r.Nodes, nodeEvidence(g.Nodes[v]))
@@ -85,7 +86,7 @@ func RootCause(g *model.Graph, service string) RootCauseResult {
 	}
 	for _, ei := range g.In[s] { // In is sorted by caller name
 		e := g.Edges[ei]
-		caller := g.Nodes[g.NodeIndex(e.Key.Source)]
+		caller := g.Nodes[g.NodeIndex(e.Key.Source)] // a handful of callers: no need for ends
 		if unhealthy(caller.Health) {
 			r.Nodes = append(r.Nodes, nodeEvidence(caller))
 			r.Edges = append(r.Edges, edgeEvidence(e))
@@ -104,7 +105,7 @@ func RootCause(g *model.Graph, service string) RootCauseResult {
 // whose finishing order is reverse topological, so each node's longest
 // further chain is known when it finishes. next[v] is the chosen edge out of
 // v (-1: none); it is only meaningful for nodes reached from s.
-func deepestUnhealthy(g *model.Graph, s int) []int {
+func deepestUnhealthy(g *model.Graph, dst []int32, s int) []int {
 	const (
 		unseen = iota
 		onStack
@@ -120,9 +121,9 @@ func deepestUnhealthy(g *model.Graph, s int) []int {
 		f := &stack[len(stack)-1]
 		v := f.node
 		if f.pos < len(g.Out[v]) {
-			e := g.Edges[g.Out[v][f.pos]]
+			ei := g.Out[v][f.pos]
 			f.pos++
-			if t := g.NodeIndex(e.Key.Target); unhealthy(e.Health) && state[t] == unseen {
+			if t := int(dst[ei]); unhealthy(g.Edges[ei].Health) && state[t] == unseen {
 				state[t] = onStack
 				stack = append(stack, frame{t, 0})
 			}
@@ -131,18 +132,16 @@ func deepestUnhealthy(g *model.Graph, s int) []int {
 		// All callees explored: those done form the DAG below v.
 		best := -1
 		for _, ei := range g.Out[v] {
-			e := g.Edges[ei]
-			t := g.NodeIndex(e.Key.Target)
-			if !unhealthy(e.Health) || state[t] != done {
+			if !unhealthy(g.Edges[ei].Health) || state[dst[ei]] != done {
 				continue
 			}
-			if best < 0 || deeper(g, depth, ei, best) {
+			if best < 0 || deeper(g, dst, depth, ei, best) {
 				best = ei
 			}
 		}
 		next[v] = best
 		if best >= 0 {
-			depth[v] = 1 + depth[g.NodeIndex(g.Edges[best].Key.Target)]
+			depth[v] = 1 + depth[dst[best]]
 		}
 		state[v] = done
 		stack = stack[:len(stack)-1]
@@ -152,9 +151,9 @@ func deepestUnhealthy(g *model.Graph, s int) []int {
 
 // deeper reports whether edge a leads to a better culprit than edge b: a
 // longer further chain, then a higher error rate, then the callee's name.
-func deeper(g *model.Graph, depth []int, a, b int) bool {
+func deeper(g *model.Graph, dst []int32, depth []int, a, b int) bool {
 	ea, eb := g.Edges[a], g.Edges[b]
-	da, db := depth[g.NodeIndex(ea.Key.Target)], depth[g.NodeIndex(eb.Key.Target)]
+	da, db := depth[dst[a]], depth[dst[b]]
 	if da != db {
 		return da > db
 	}
