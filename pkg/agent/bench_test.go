@@ -1,12 +1,14 @@
 package agent
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -39,6 +41,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv("SM_BENCH_HELPER") == "1" {
+		benchHelper()
+		return
+	}
 	code := m.Run()
 	if bench != nil {
 		for i := len(bench.cleanup) - 1; i >= 0; i-- {
@@ -60,14 +66,6 @@ func getBench(b *testing.B) *benchFixture {
 func newBenchFixture() (*benchFixture, error) {
 	sweepLeftovers()
 	f := &benchFixture{ns: uniqueName("sm") + "-bench"}
-	var rl syscall.Rlimit
-	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
-	if rl.Cur < 3*benchPairs {
-		rl = syscall.Rlimit{Cur: 65536, Max: max(65536, rl.Max)}
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-			return nil, fmt.Errorf("raise RLIMIT_NOFILE: %w", err)
-		}
-	}
 	if out, err := exec.Command("ip", "netns", "add", f.ns).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("ip netns add: %v %s", err, out)
 	}
@@ -87,65 +85,89 @@ func newBenchFixture() (*benchFixture, error) {
 	f.pid = cmd.Process.Pid
 	f.cleanup = append(f.cleanup, func() { cmd.Process.Kill(); cmd.Wait() })
 
-	var ln net.Listener
+	// The accepting side lives in a helper process (this test binary
+	// re-executed) so that neither process needs more than ~10,000 file
+	// descriptors: RLIMIT_NOFILE may not be raisable here.
+	helper := exec.Command("/proc/self/exe")
+	helper.Env = append(os.Environ(), "SM_BENCH_HELPER=1")
+	stdin, _ := helper.StdinPipe()
+	stdout, _ := helper.StdoutPipe()
+	helper.Stderr = os.Stderr
+	if err := inNSErr(f.ns, helper.Start); err != nil {
+		return f, err
+	}
+	f.cleanup = append(f.cleanup, func() { stdin.Close(); helper.Process.Kill(); helper.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || line != "ready\n" {
+		return f, fmt.Errorf("helper: %q %v", line, err)
+	}
 	var conns []net.Conn
-	var mu sync.Mutex
-	err := inNSErr(f.ns, func() error {
-		var err error
-		ln, err = net.Listen("tcp4", "127.0.0.1:7000")
-		if err != nil {
-			return err
+	f.cleanup = append(f.cleanup, func() {
+		for _, c := range conns {
+			c.Close()
 		}
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				mu.Lock()
-				conns = append(conns, c)
-				mu.Unlock()
-			}
-		}()
+	})
+	err = inNSErr(f.ns, func() error {
 		for i := 0; i < benchPairs; i++ {
 			c, err := net.Dial("tcp4", "127.0.0.1:7000")
 			if err != nil {
 				return fmt.Errorf("dial %d: %w", i, err)
 			}
-			mu.Lock()
 			conns = append(conns, c)
-			mu.Unlock()
 		}
 		return nil
-	})
-	f.cleanup = append(f.cleanup, func() {
-		if ln != nil {
-			ln.Close()
-		}
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
 	})
 	if err != nil {
 		return f, err
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		mu.Lock()
-		n := len(conns)
-		mu.Unlock()
-		if n == 2*benchPairs {
-			break
-		}
-		if time.Now().After(deadline) {
-			return f, fmt.Errorf("only %d sockets accepted", n)
-		}
-		time.Sleep(10 * time.Millisecond)
+	// Wait until the helper accepted them all (every pair ESTABLISHED on
+	// both sides, nothing left in the accept queue).
+	fmt.Fprintln(stdin, benchPairs)
+	line, err = bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || line != "accepted\n" {
+		return f, fmt.Errorf("helper: %q %v", line, err)
 	}
 	f.sockets = 2*benchPairs + 1
 	return f, nil
+}
+
+// benchHelper runs in the bench namespace: it listens on 127.0.0.1:7000,
+// accepts and holds connections, answers "accepted" once it holds the
+// number written on stdin, and exits when stdin closes.
+func benchHelper() {
+	ln, err := net.Listen("tcp4", "127.0.0.1:7000")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	fmt.Println("ready")
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		want, _ := strconv.Atoi(in.Text())
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			mu.Lock()
+			n := len(conns)
+			mu.Unlock()
+			if n >= want {
+				break
+			}
+		}
+		fmt.Println("accepted")
+	}
+	os.Exit(0)
 }
 
 func inNSErr(name string, fn func() error) error {

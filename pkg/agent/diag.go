@@ -133,6 +133,8 @@ func dumpTCP(c *netlink.Conn, family uint8, errs errCounts, emit func(sockRow)) 
 
 // dialDiag opens a NETLINK_SOCK_DIAG socket inside the network namespace
 // referred to by nsFD (mdlayher/netlink enters it on a locked OS thread).
+// A fixed 64 KiB receive buffer avoids a MSG_PEEK recvmsg per datagram:
+// the kernel fills dump datagrams up to 32 KiB.
 func dialDiag(nsFD int) (*netlink.Conn, error) {
-	return netlink.Dial(unix.NETLINK_SOCK_DIAG, &netlink.Config{NetNS: nsFD})
+	return netlink.Dial(unix.NETLINK_SOCK_DIAG, &netlink.Config{NetNS: nsFD, MessageBufferSize: 64 << 10})
 }
