@@ -31,7 +31,7 @@ const NoGatewayData = "no gateway data: blast radius in users unknown"
 type BlastRadiusResult struct {
 	Service string
 	Known   bool   // false: Reason says why, and the numbers are zero
-	Reason  string //
+	Reason  string // NoGatewayData, an unknown service, sketches that do not merge
 	// Entries are the entry points whose traffic reaches the service (the
 	// service itself when it is one), sorted.
 	Entries []string

@@ -128,3 +128,31 @@ func TestEntityName(t *testing.T) {
 		}
 	}
 }
+
+// Whatever the text, ParseDeclared returns an error or a sorted,
+// duplicate-free declaration; it never panics.
+func FuzzParseDeclared(f *testing.F) {
+	for _, seed := range []string{
+		"services:\n  - name: a\n    dependsOn: [b]\n",
+		"a: [b, c]\n---\nkind: Component\nmetadata: {name: x}\nspec: {dependsOn: [\"component:default/y\"]}\n",
+		"- x\n", "a: b", "{", "---\n---\n",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		d, err := ParseDeclared(text)
+		if err != nil {
+			return
+		}
+		for k := 1; k < len(d.Edges); k++ {
+			if cmpKey(d.Edges[k-1], d.Edges[k]) >= 0 {
+				t.Fatalf("edges not sorted and unique: %v", d.Edges)
+			}
+		}
+		for _, e := range d.Edges {
+			if e.Source == "" || e.Target == "" {
+				t.Fatalf("empty name in %v", e)
+			}
+		}
+	})
+}

@@ -73,12 +73,3 @@ func impactSummary(service string, n, degraded int) string {
 	return fmt.Sprintf("%d upstream %s on %s, %d degraded",
 		n, plural(n, "service depends", "services depend"), service, degraded)
 }
-
-// ids returns the service names of dependents.
-func ids(deps []Dependent) []string {
-	out := make([]string, len(deps))
-	for k, d := range deps {
-		out[k] = d.Service
-	}
-	return out
-}

@@ -106,3 +106,12 @@ func TestImpactUnknownService(t *testing.T) {
 		t.Fatal("nil graph: no error")
 	}
 }
+
+// ids returns the service names of dependents.
+func ids(deps []Dependent) []string {
+	out := make([]string, len(deps))
+	for k, d := range deps {
+		out[k] = d.Service
+	}
+	return out
+}
