@@ -121,12 +121,19 @@ func (a *Agent) Last() *api.Snapshot {
 func (a *Agent) Run(ctx context.Context) {
 	t := time.NewTicker(a.cfg.PollInterval)
 	defer t.Stop()
+	lastReasons := ""
 	for {
 		s := a.Poll()
 		a.cfg.Logger.Debug("poll", "seq", s.Seq, "namespaces", s.Cost.NamespacesRead,
 			"sockets", s.Cost.SocketsSeen, "wall", s.Cost.WallSeconds, "errors", s.Cost.Errors)
-		if s.Cost.Errors > 0 {
-			a.cfg.Logger.Warn("poll errors", "seq", s.Seq, "errors", s.Errors)
+		// Warn when the set of error reasons changes, not on every poll.
+		if r := reasons(s.Errors); r != lastReasons {
+			if r != "" {
+				a.cfg.Logger.Warn("poll errors", "seq", s.Seq, "errors", s.Errors)
+			} else {
+				a.cfg.Logger.Info("poll errors cleared", "seq", s.Seq)
+			}
+			lastReasons = r
 		}
 		select {
 		case <-ctx.Done():
@@ -134,6 +141,15 @@ func (a *Agent) Run(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+func reasons(errs map[string]int) string {
+	keys := make([]string, 0, len(errs))
+	for k := range errs {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return strings.Join(keys, ",")
 }
 
 // Poll reads every network namespace once, stores the snapshot as the last
@@ -317,9 +333,28 @@ func (a *Agent) readTCP(nsFD, pid int, errs errCounts) ([]sockRow, string) {
 		}
 		return rows, method
 	}
-	defer c.Close()
+	defer func() {
+		if c != nil {
+			c.Close()
+		}
+	}()
 	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
+		if c == nil { // the previous dump failed: do not read its leftovers
+			if c, err = dialDiag(nsFD); err != nil {
+				c = nil
+				errs.add(ErrNetlinkDial)
+				if a.cfg.Method == MethodAuto {
+					errs.add(ErrNetlinkFailed)
+					readProc(fam == unix.AF_INET6)
+				}
+				continue
+			}
+		}
 		n, err := dumpTCP(c, fam, errs, emit)
+		if err != nil {
+			c.Close()
+			c = nil
+		}
 		if err != nil && n == 0 && a.cfg.Method == MethodAuto {
 			if fam == unix.AF_INET6 && errors.Is(err, unix.ENOENT) {
 				continue // IPv6 not available: nothing to read
