@@ -47,7 +47,7 @@ export const SSL_MODE_OPTIONS: Array<SelectableValue<SslMode>> = [
 const TABLE_SHAPE_OPTIONS: Array<SelectableValue<TableShape>> = [
   { label: 'Calls', value: 'calls', description: 'One row per call: source, target, status, duration' },
   { label: 'Spans', value: 'spans', description: 'OpenTelemetry-like spans; client and server spans are paired' },
-  { label: 'Custom SQL', value: 'custom', description: 'Your own query returning call rows' },
+  { label: 'Custom', value: 'custom', description: 'Your own query returning call rows' },
 ];
 
 const TRACE_LINK_OPTIONS: Array<SelectableValue<TraceLinkType>> = [
@@ -162,18 +162,11 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
     />
   );
 
-  // Nested objects: the first edit writes a complete object with the defaults the backend would use.
+  // Nested objects store only what the user set (an absent number means the backend's default),
+  // plus the fields that select a mode or switch a feature.
   const slo: Partial<SloSettings> = jsonData.slo ?? {};
   const setSlo = (patch: Partial<SloSettings>) => {
-    const next = {
-      errorRate: DEFAULTS.slo.errorRate,
-      p99LatencyMs: DEFAULTS.slo.p99LatencyMs,
-      warningFraction: DEFAULTS.slo.warningFraction,
-      overrides: [],
-      ...jsonData.slo,
-      ...patch,
-    } as SloSettings;
-    setJson({ slo: next });
+    setJson({ slo: { overrides: [], ...jsonData.slo, ...patch } as SloSettings });
   };
   const overrides: SloOverride[] = slo.overrides ?? [];
   const setOverride = (index: number, patch: Partial<SloOverride>) => {

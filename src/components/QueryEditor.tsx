@@ -169,7 +169,8 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource }: Props) 
                 min={MIN_DEPTH}
                 max={MAX_DEPTH}
                 width={10}
-                value={query.depthUp ?? DEFAULT_DEPTH}
+                value={query.depthUp ?? ''}
+                placeholder={String(DEFAULT_DEPTH)}
                 onChange={(e) => onChange({ ...query, depthUp: parseDepth(e.currentTarget.value) })}
                 onBlur={onRunQuery}
               />
@@ -181,7 +182,8 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource }: Props) 
                 min={MIN_DEPTH}
                 max={MAX_DEPTH}
                 width={10}
-                value={query.depthDown ?? DEFAULT_DEPTH}
+                value={query.depthDown ?? ''}
+                placeholder={String(DEFAULT_DEPTH)}
                 onChange={(e) => onChange({ ...query, depthDown: parseDepth(e.currentTarget.value) })}
                 onBlur={onRunQuery}
               />
