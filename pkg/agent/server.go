@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"cmp"
+	"compress/gzip"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -35,8 +36,9 @@ type Server struct {
 	now        func() time.Time
 
 	mu      sync.Mutex
-	cached  *api.Snapshot // snapshot the encoding below belongs to
+	cached  *api.Snapshot // snapshot the encodings below belong to
 	encoded []byte
+	gzipped []byte // encoded, gzip-compressed (made on first request that accepts gzip)
 	encErr  error
 }
 
@@ -83,26 +85,52 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no snapshot yet", http.StatusServiceUnavailable)
 		return
 	}
-	body, err := s.encode(snap)
+	gz := acceptsGzip(r)
+	body, err := s.encode(snap, gz)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Vary", "Accept-Encoding")
+	if gz {
+		w.Header().Set("Content-Encoding", "gzip")
+	}
 	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
 	w.Write(body)
 }
 
-// encode returns the JSON of snap within maxBytes, encoding each snapshot
-// once.
-func (s *Server) encode(snap *api.Snapshot) ([]byte, error) {
+func acceptsGzip(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		name, q, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(name), "gzip") && strings.ReplaceAll(q, " ", "") != "q=0" {
+			return true
+		}
+	}
+	return false
+}
+
+// encode returns the JSON of snap within maxBytes (the bound applies to the
+// uncompressed JSON), encoding and compressing each snapshot at most once.
+func (s *Server) encode(snap *api.Snapshot, gz bool) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cached != snap {
 		s.encoded, s.encErr = EncodeBounded(snap, s.maxBytes)
+		s.gzipped = nil
 		s.cached = snap
 	}
-	return s.encoded, s.encErr
+	if s.encErr != nil || !gz {
+		return s.encoded, s.encErr
+	}
+	if s.gzipped == nil {
+		var buf bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+		zw.Write(s.encoded)
+		zw.Close()
+		s.gzipped = buf.Bytes()
+	}
+	return s.gzipped, nil
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

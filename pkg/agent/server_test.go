@@ -166,3 +166,34 @@ func TestServerTruncation(t *testing.T) {
 		t.Errorf("tiny limit status %d", code)
 	}
 }
+
+func TestServerGzip(t *testing.T) {
+	snap := bigSnapshot(500)
+	srv, _ := NewServer(staticSource{snap}, "t", 0)
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	plain, _ := EncodeBounded(snap, DefaultMaxResponseBytes)
+	// Go's transport asks for gzip and decompresses transparently.
+	req, _ := http.NewRequest("GET", hs.URL+"/v1/snapshot", nil)
+	req.Header.Set("Authorization", "Bearer t")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !resp.Uncompressed || string(body) != string(plain) {
+		t.Errorf("gzip: uncompressed=%v equal=%v", resp.Uncompressed, string(body) == string(plain))
+	}
+	// Explicitly without gzip.
+	req.Header.Set("Accept-Encoding", "identity")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.Header.Get("Content-Encoding") != "" || string(body) != string(plain) {
+		t.Errorf("identity: %q", resp.Header.Get("Content-Encoding"))
+	}
+}
