@@ -7,6 +7,7 @@ package agent
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -75,7 +76,18 @@ type Agent struct {
 	last *api.Snapshot
 }
 
-type tuple struct{ L, R netip.AddrPort }
+// tuple is a connection's 4-tuple as a flat comparable key (hashes faster
+// than a pair of netip.AddrPort).
+type tuple [36]byte
+
+func mkTuple(l, r netip.AddrPort) (t tuple) {
+	a, b := l.Addr().As16(), r.Addr().As16()
+	copy(t[:16], a[:])
+	copy(t[16:32], b[:])
+	binary.BigEndian.PutUint16(t[32:], l.Port())
+	binary.BigEndian.PutUint16(t[34:], r.Port())
+	return t
+}
 
 type nsPrev struct {
 	tuples   map[tuple]struct{}
@@ -515,7 +527,7 @@ func classify(ns *api.Namespace, rows []sockRow, prev, cur *nsPrev) {
 		if isInbound(listen, r.Local) {
 			dir = api.Inbound
 		}
-		t := tuple{r.Local, r.Remote}
+		t := mkTuple(r.Local, r.Remote)
 		cur.tuples[t] = struct{}{}
 		isNew := false
 		if prev != nil {
