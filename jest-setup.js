@@ -1,8 +1,12 @@
 // Test environment shims that Grafana UI components need under jsdom.
 import '@testing-library/jest-dom';
+import { configure } from '@testing-library/react';
 import { TextEncoder, TextDecoder } from 'util';
 
 Object.assign(global, { TextDecoder, TextEncoder });
+
+// findBy* waits up to 1 s by default; a loaded CI machine can need longer.
+configure({ asyncUtilTimeout: 10000 });
 
 // https://jestjs.io/docs/manual-mocks#mocking-methods-which-are-not-implemented-in-jsdom
 Object.defineProperty(global, 'matchMedia', {
