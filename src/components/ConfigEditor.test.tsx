@@ -52,7 +52,6 @@ function setup(initial: Settings = baseSettings()) {
   return { onOptionsChange, last, user: userEvent.setup({ delay: null }) };
 }
 
-
 describe('ConfigEditor', () => {
   it('stores connection settings in jsonData under the backend keys', async () => {
     const { last, user } = setup();
@@ -121,7 +120,9 @@ describe('ConfigEditor', () => {
   });
 
   it('shows stored SLO fractions as percent', () => {
-    setup(baseSettings({ jsonData: { slo: { errorRate: 0.011, p99LatencyMs: 300, warningFraction: 0.75, overrides: [] } } }));
+    setup(
+      baseSettings({ jsonData: { slo: { errorRate: 0.011, p99LatencyMs: 300, warningFraction: 0.75, overrides: [] } } })
+    );
     expect(screen.getByLabelText('Error rate (%)')).toHaveValue(1.1);
     expect(screen.getByLabelText('p99 latency (ms)')).toHaveValue(300);
     expect(screen.getByLabelText('Warning at (% of objective)')).toHaveValue(75);
@@ -130,11 +131,20 @@ describe('ConfigEditor', () => {
   it('edits per-service SLO overrides', async () => {
     const { last, user } = setup();
     await user.click(screen.getByRole('button', { name: /Add override/ }));
-    await user.type(screen.getByTestId('slo-override-0').querySelector('input#servicemap-slo-override-0-service')!, 'checkout');
-    await user.type(screen.getByTestId('slo-override-0').querySelector('input#servicemap-slo-override-0-error-rate')!, '5');
+    await user.type(
+      screen.getByTestId('slo-override-0').querySelector('input#servicemap-slo-override-0-service')!,
+      'checkout'
+    );
+    await user.type(
+      screen.getByTestId('slo-override-0').querySelector('input#servicemap-slo-override-0-error-rate')!,
+      '5'
+    );
     await user.type(screen.getByTestId('slo-override-0').querySelector('input#servicemap-slo-override-0-p99')!, '200');
     await user.click(screen.getByRole('button', { name: /Add override/ }));
-    await user.type(screen.getByTestId('slo-override-1').querySelector('input#servicemap-slo-override-1-service')!, 'search');
+    await user.type(
+      screen.getByTestId('slo-override-1').querySelector('input#servicemap-slo-override-1-service')!,
+      'search'
+    );
 
     expect(last().jsonData.slo?.overrides).toEqual([
       { service: 'checkout', errorRate: 0.05, p99LatencyMs: 200 },
@@ -207,7 +217,10 @@ describe('ConfigEditor', () => {
     expect(last().secureJsonData).toEqual({ agentToken: 'agent-secret' });
 
     await user.click(screen.getByLabelText('API server URL', { selector: 'input[type="radio"]' }));
-    await user.type(screen.getByLabelText('API server URL', { selector: 'input#servicemap-kube-api-server' }), 'https://k8s:6443');
+    await user.type(
+      screen.getByLabelText('API server URL', { selector: 'input#servicemap-kube-api-server' }),
+      'https://k8s:6443'
+    );
     await user.type(screen.getByLabelText('Token'), 'kube-secret');
     expect(last().jsonData.kubernetes).toMatchObject({ enabled: true, mode: 'url', apiServerUrl: 'https://k8s:6443' });
     expect(last().secureJsonData).toEqual({ agentToken: 'agent-secret', kubeToken: 'kube-secret' });

@@ -118,12 +118,12 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
     onOptionsChange({ ...options, jsonData: { ...options.jsonData, ...patch } });
   };
 
-  const onString = (key: 'host' | 'database' | 'user' | 'table' | 'customSql' | 'declaredArchitecture') => (
-    e: FormEvent<HTMLInputElement | HTMLTextAreaElement>
-  ) => {
-    const value = e.currentTarget.value;
-    setJson({ [key]: value === '' ? undefined : value });
-  };
+  const onString =
+    (key: 'host' | 'database' | 'user' | 'table' | 'customSql' | 'declaredArchitecture') =>
+    (e: FormEvent<HTMLInputElement | HTMLTextAreaElement>) => {
+      const value = e.currentTarget.value;
+      setJson({ [key]: value === '' ? undefined : value });
+    };
 
   const setSecret = (key: SecureKey, value: string) => {
     onOptionsChange({ ...options, secureJsonData: { ...options.secureJsonData, [key]: value } });
@@ -445,7 +445,11 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
           />
         </InlineField>
         {(traceLinkType === 'tempo' || traceLinkType === 'jaeger') && (
-          <InlineField label="Data source UID" labelWidth={LABEL_WIDTH} tooltip="UID of the Tempo or Jaeger data source">
+          <InlineField
+            label="Data source UID"
+            labelWidth={LABEL_WIDTH}
+            tooltip="UID of the Tempo or Jaeger data source"
+          >
             <Input
               id="servicemap-trace-datasource-uid"
               width={INPUT_WIDTH}
@@ -469,7 +473,11 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
       </FieldSet>
 
       <FieldSet label="Kubernetes">
-        <InlineField label="Enabled" labelWidth={LABEL_WIDTH} tooltip="Network evidence from the cluster and its agents">
+        <InlineField
+          label="Enabled"
+          labelWidth={LABEL_WIDTH}
+          tooltip="Network evidence from the cluster and its agents"
+        >
           <InlineSwitch
             id="servicemap-kube-enabled"
             value={Boolean(kube.enabled)}

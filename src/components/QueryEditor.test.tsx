@@ -53,7 +53,6 @@ async function choose(user: ReturnType<typeof userEvent.setup>, inputId: string,
   await user.click(option);
 }
 
-
 describe('QueryEditor', () => {
   it('shows the service map fields by default with depth 2 up and down', async () => {
     const { datasource } = setup(DEFAULT_QUERY);
@@ -186,16 +185,18 @@ describe('QueryEditor', () => {
 
 describe('query helpers', () => {
   it('withQueryType keeps the query and fills the defaults of the new type', () => {
-    expect(withQueryType({ refId: 'A', queryType: 'edgeMetrics', metric: 'requests_per_second' }, 'serviceMap')).toEqual({
+    expect(
+      withQueryType({ refId: 'A', queryType: 'edgeMetrics', metric: 'requests_per_second' }, 'serviceMap')
+    ).toEqual({
       refId: 'A',
       queryType: 'serviceMap',
       metric: 'requests_per_second',
       depthUp: 2,
       depthDown: 2,
     });
-    expect(withQueryType({ refId: 'A', queryType: 'serviceMap', metric: 'requests_per_second' }, 'edgeMetrics')).toEqual(
-      { refId: 'A', queryType: 'edgeMetrics', metric: 'requests_per_second', format: 'timeseries' }
-    );
+    expect(
+      withQueryType({ refId: 'A', queryType: 'serviceMap', metric: 'requests_per_second' }, 'edgeMetrics')
+    ).toEqual({ refId: 'A', queryType: 'edgeMetrics', metric: 'requests_per_second', format: 'timeseries' });
   });
 
   it('parseDepth clamps and treats empty as default', () => {

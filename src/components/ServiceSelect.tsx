@@ -18,7 +18,10 @@ export function templateVariableNames(): string[] {
 }
 
 /** Loads the services the backend knows once per data source. */
-export function useServices(datasource: Pick<DataSource, 'getServices'>): { services: ServiceInfo[]; loading: boolean } {
+export function useServices(datasource: Pick<DataSource, 'getServices'>): {
+  services: ServiceInfo[];
+  loading: boolean;
+} {
   const [services, setServices] = useState<ServiceInfo[]>([]);
   const [loading, setLoading] = useState(true);
 

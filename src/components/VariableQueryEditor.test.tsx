@@ -11,12 +11,7 @@ describe('VariableQueryEditor', () => {
   it('stores the namespace filter when the field loses focus', async () => {
     const onChange = jest.fn();
     render(
-      <VariableQueryEditor
-        datasource={datasource}
-        query={{ refId: 'V' }}
-        onChange={onChange}
-        onRunQuery={jest.fn()}
-      />
+      <VariableQueryEditor datasource={datasource} query={{ refId: 'V' }} onChange={onChange} onRunQuery={jest.fn()} />
     );
     const user = userEvent.setup({ delay: null });
     await user.type(screen.getByLabelText('Namespace'), ' shop ');
