@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/livemap/servicemap/pkg/model"
 )
@@ -67,16 +68,26 @@ func benchGraphs(b *testing.B) {
 	b.ResetTimer()
 }
 
+// cpuPerOp reports the process CPU time per iteration; call it with the
+// reading taken before the loop, after the loop.
+func cpuPerOp(b *testing.B, before time.Duration) {
+	if cpu := processCPU() - before; cpu > 0 && b.N > 0 {
+		b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/op")
+	}
+}
+
 // The deepest service: nearly the whole graph is upstream of it.
 func BenchmarkImpact(b *testing.B) {
 	benchGraphs(b)
-	b.ReportMetric(float64(len(benchGraph.Edges)), "edges")
+	cpu := processCPU()
 	for b.Loop() {
 		s, err := Impact(benchGraph, benchName(benchLayers-1, 7))
 		if err != nil || len(s.Upstream) < 9000 {
 			b.Fatalf("%v, %d upstream", err, len(s.Upstream))
 		}
 	}
+	cpuPerOp(b, cpu)
+	b.ReportMetric(float64(len(benchGraph.Edges)), "edges")
 }
 
 func BenchmarkRootCause(b *testing.B) {
@@ -86,11 +97,13 @@ func BenchmarkRootCause(b *testing.B) {
 		g    *model.Graph
 	}{{"quarter-red", benchGraph}, {"all-red", benchAllRed}} {
 		b.Run(tc.name, func(b *testing.B) {
+			cpu := processCPU()
 			for b.Loop() {
 				if r := RootCause(tc.g, benchName(0, 3)); r.Cause != CauseDownstream {
 					b.Fatalf("%+v", r.Verdict)
 				}
 			}
+			cpuPerOp(b, cpu)
 		})
 	}
 }
@@ -104,13 +117,17 @@ func BenchmarkRecoveryOrder(b *testing.B) {
 		}
 	}
 	b.Run("all-10000", func(b *testing.B) {
+		cpu := processCPU()
 		for b.Loop() {
 			if steps, err := RecoveryOrder(benchGraph, all); err != nil || len(steps) == 0 {
 				b.Fatal(err)
 			}
 		}
+		cpuPerOp(b, cpu)
 	})
 	b.Run("affected-set", func(b *testing.B) {
+		cpu := processCPU()
+		defer cpuPerOp(b, cpu)
 		for b.Loop() {
 			set, err := AffectedSet(benchGraph, benchName(benchLayers-1, 7))
 			if err != nil {

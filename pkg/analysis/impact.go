@@ -38,29 +38,45 @@ func Impact(g *model.Graph, service string) (ImpactScope, error) {
 	src, _ := ends(g)
 	dist := upstream(g, src, i)
 	s := ImpactScope{Service: service, Health: g.Nodes[i].Health}
-	// Bucket by hops; nodes come in name order, so each bucket stays sorted.
-	var byHops [][]int
-	for k, d := range dist {
+	// Counting sort by hops; nodes come in name order, so names stay sorted
+	// within each hop count.
+	var perHop []int
+	total := 0
+	for _, d := range dist {
 		if d > 0 {
-			for int(d) >= len(byHops) {
-				byHops = append(byHops, nil)
+			for int(d) >= len(perHop) {
+				perHop = append(perHop, 0)
 			}
-			byHops[d] = append(byHops[d], k)
+			perHop[d]++
+			total++
 		}
 	}
-	for hops, nodes := range byHops {
-		for _, k := range nodes {
-			n := g.Nodes[k]
-			dep := Dependent{Service: n.ID(), Kind: n.Info.Kind, Hops: hops, Health: n.Health}
-			if entryPoint(n) {
-				s.EntryPoints = append(s.EntryPoints, dep)
-				continue
-			}
-			s.Upstream = append(s.Upstream, dep)
-			if unhealthy(n.Health) {
-				s.Degraded++
-			}
+	start := make([]int, len(perHop)) // where each hop count begins in order
+	for h := 1; h < len(perHop); h++ {
+		start[h] = start[h-1] + perHop[h-1]
+	}
+	order := make([]int32, total)
+	for k, d := range dist {
+		if d > 0 {
+			order[start[d]] = int32(k)
+			start[d]++
 		}
+	}
+	s.Upstream = make([]Dependent, 0, total)
+	for _, k := range order {
+		n := g.Nodes[k]
+		dep := Dependent{Service: n.ID(), Kind: n.Info.Kind, Hops: int(dist[k]), Health: n.Health}
+		if entryPoint(n) {
+			s.EntryPoints = append(s.EntryPoints, dep)
+			continue
+		}
+		s.Upstream = append(s.Upstream, dep)
+		if unhealthy(n.Health) {
+			s.Degraded++
+		}
+	}
+	if len(s.Upstream) == 0 {
+		s.Upstream = nil
 	}
 	s.Summary = impactSummary(service, len(s.Upstream), s.Degraded)
 	return s, nil
