@@ -22,14 +22,17 @@ var DefaultDiffThresholds = DiffThresholds{ErrorRatePoints: 0.01, P99Relative: 0
 // protocol moved past a threshold. Before/After values are NaN when there
 // was nothing to measure on that side.
 type Change struct {
-	ID                                            string        // node id, or edge id "a->b"
-	Edge                                          model.EdgeKey // zero for a node
-	ErrorRateBefore, ErrorRateAfter               float64
-	P99Before, P99After                           float64
-	ProtocolBefore, ProtocolAfter                 string
-	HealthBefore, HealthAfter                     model.Health
+	ID   string        // node id, or edge id "a->b"
+	Edge model.EdgeKey // zero for a node
+
+	ErrorRateBefore, ErrorRateAfter float64
+	P99Before, P99After             float64
+	ProtocolBefore, ProtocolAfter   string // edges only
+	HealthBefore, HealthAfter       model.Health
+
+	// Which rules fired, and why in words: "error rate 0.5 % → 4.0 % (+3.5 pp)".
 	ErrorRateChanged, P99Changed, ProtocolChanged bool
-	Reasons                                       []string // "error rate 0.5 % → 4.0 % (+3.5 pp)", ...
+	Reasons                                       []string
 }
 
 // GraphDiff is what changed from a baseline range to the current one.
