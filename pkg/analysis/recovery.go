@@ -27,80 +27,94 @@ func RecoveryOrder(g *model.Graph, affected []string) ([]RecoveryStep, error) {
 	if g == nil {
 		return nil, fmt.Errorf("no graph")
 	}
-	src, dst := ends(g)
-	// Local indexes over the affected set, in name order.
-	names := slices.Clone(affected)
-	slices.Sort(names)
-	names = slices.Compact(names)
-	local := make([]int32, len(g.Nodes)) // graph index → local index, -1 outside
-	for k := range local {
-		local[k] = -1
-	}
-	for k, name := range names {
+	// Local indexes over the affected set in node order, which is name order.
+	nodes := make([]int, 0, len(affected))
+	for _, name := range affected {
 		i := g.NodeIndex(name)
 		if i < 0 {
 			return nil, fmt.Errorf("unknown service %q: not in the graph for this range", name)
 		}
+		nodes = append(nodes, i)
+	}
+	slices.Sort(nodes)
+	nodes = slices.Compact(nodes)
+	local := make([]int32, len(g.Nodes)) // graph index → local index, -1 outside
+	for k := range local {
+		local[k] = -1
+	}
+	for k, i := range nodes {
 		local[i] = int32(k)
 	}
-	callees := make([][]int, len(names))
-	for ei := range g.Edges {
-		s, t := local[src[ei]], local[dst[ei]]
-		if s >= 0 && t >= 0 && s != t {
-			callees[s] = append(callees[s], int(t))
+	src, dst := ends(g)
+	callees := csr(len(nodes), func(emit func(from, to int32)) {
+		for ei := range g.Edges {
+			if s, t := local[src[ei]], local[dst[ei]]; s >= 0 && t >= 0 && s != t {
+				emit(s, t)
+			}
 		}
-	}
+	})
 	comp, ncomp := tarjan(callees)
 
-	// Condense: a component waits for the distinct components it calls.
-	members := make([][]int, ncomp)
-	for v, c := range comp {
-		members[c] = append(members[c], v) // v ascending, so members sorted by name
-	}
-	waiting := make([]int, ncomp)   // callee components not yet recovered
-	callers := make([][]int, ncomp) // components calling c
-	stamp := make([]int, ncomp)     // stamp[b] == a+1: a → b already counted
-	for a := range ncomp {
-		for _, v := range members[a] {
-			for _, t := range callees[v] {
-				if b := comp[t]; b != a && stamp[b] != a+1 {
-					stamp[b] = a + 1
-					waiting[a]++
-					callers[b] = append(callers[b], a)
+	// Condense. members lists each component's services in name order; a
+	// component waits for the distinct components it calls.
+	members := csr(ncomp, func(emit func(from, to int32)) {
+		for v, c := range comp {
+			emit(c, int32(v))
+		}
+	})
+	waiting := make([]int32, ncomp)
+	stamp := make([]int32, ncomp) // stamp[b] == a+1: a → b already seen
+	callers := csr(ncomp, func(emit func(from, to int32)) {
+		clear(stamp)
+		for a := range int32(ncomp) {
+			for _, v := range members.of(a) {
+				for _, t := range callees.of(v) {
+					if b := comp[t]; b != a && stamp[b] != a+1 {
+						stamp[b] = a + 1
+						emit(b, a)
+					}
 				}
 			}
 		}
+	})
+	for b := range int32(ncomp) {
+		for _, a := range callers.of(b) {
+			waiting[a]++
+		}
 	}
+
 	// Kahn's algorithm a wave at a time: a component is ready once every
 	// component it calls is back, and each wave goes out in name order.
-	var ready []int
-	for c := range ncomp {
+	var ready, next []int32
+	for c := range int32(ncomp) {
 		if waiting[c] == 0 {
 			ready = append(ready, c)
 		}
 	}
+	names := make([]string, 0, len(nodes)) // one backing array for every step
 	steps := make([]RecoveryStep, 0, ncomp)
 	for wave := 1; len(ready) > 0; wave++ {
-		// members[c][0] is the local index of c's first name: names sort with it.
-		slices.SortFunc(ready, func(a, b int) int { return members[a][0] - members[b][0] })
-		var next []int
+		// A component's first member is its first name: sorting by it sorts by name.
+		slices.SortFunc(ready, func(a, b int32) int { return int(members.of(a)[0] - members.of(b)[0]) })
+		next = next[:0]
 		for _, c := range ready {
-			st := RecoveryStep{Wave: wave, Cycle: len(members[c]) > 1}
-			for _, v := range members[c] {
-				st.Services = append(st.Services, names[v])
+			first := len(names)
+			for _, v := range members.of(c) {
+				names = append(names, g.Nodes[nodes[v]].ID())
 			}
-			st.Label = st.Services[0]
+			st := RecoveryStep{Services: names[first:len(names):len(names)], Wave: wave}
+			st.Label, st.Cycle = st.Services[0], len(st.Services) > 1
 			if st.Cycle {
 				st.Label = "cycle: " + strings.Join(st.Services, ", ")
 			}
 			steps = append(steps, st)
-			for _, a := range callers[c] {
+			for _, a := range callers.of(c) {
 				if waiting[a]--; waiting[a] == 0 {
 					next = append(next, a)
 				}
 			}
 		}
-		ready = next
+		ready, next = next, ready
 	}
 	return steps, nil
 }
@@ -114,43 +128,66 @@ func AffectedSet(g *model.Graph, service string) ([]string, error) {
 		return nil, err
 	}
 	src, _ := ends(g)
-	set := map[string]bool{service: true}
+	in := make([]bool, len(g.Nodes))
 	for k, d := range upstream(g, src, i) {
-		if d > 0 && !entryPoint(g.Nodes[k]) {
-			set[g.Nodes[k].ID()] = true
-		}
+		in[k] = d == 0 || (d > 0 && !entryPoint(g.Nodes[k]))
 	}
 	for _, name := range RootCause(g, service).Path {
-		set[name] = true
+		in[g.NodeIndex(name)] = true
 	}
-	out := make([]string, 0, len(set))
-	for name := range set {
-		out = append(out, name)
+	var out []string
+	for k, ok := range in { // node order is name order
+		if ok {
+			out = append(out, g.Nodes[k].ID())
+		}
 	}
-	slices.Sort(out)
 	return out, nil
+}
+
+// adjacency is a compressed sparse row list: the neighbours of v are
+// to[off[v]:off[v+1]]. Two flat slices instead of one slice per node keep a
+// 10,000-node order to a handful of allocations.
+type adjacency struct{ off, to []int32 }
+
+func (a adjacency) of(v int32) []int32 { return a.to[a.off[v]:a.off[v+1]] }
+
+// csr builds an adjacency over n nodes from the pairs gen emits; gen runs
+// twice (count, then fill), so it must emit the same pairs both times.
+// Neighbours keep the order they were emitted in.
+func csr(n int, gen func(emit func(from, to int32))) adjacency {
+	off := make([]int32, n+1)
+	gen(func(from, _ int32) { off[from+1]++ })
+	for v := range n {
+		off[v+1] += off[v]
+	}
+	to := make([]int32, off[n])
+	pos := slices.Clone(off[:n])
+	gen(func(from, t int32) { to[pos[from]] = t; pos[from]++ })
+	return adjacency{off, to}
 }
 
 // tarjan finds strongly connected components without recursion, so a long
 // chain of 10,000 services cannot overflow the stack. comp[v] is v's
 // component; components are numbered in the order they complete.
-func tarjan(adj [][]int) (comp []int, n int) {
+func tarjan(adj adjacency) (comp []int32, n int) {
 	const none = -1
-	index := make([]int, len(adj))
-	low := make([]int, len(adj))
-	comp = make([]int, len(adj))
-	onStack := make([]bool, len(adj))
+	size := len(adj.off) - 1
+	index := make([]int32, size)
+	low := make([]int32, size)
+	comp = make([]int32, size)
+	onStack := make([]bool, size)
 	for v := range index {
 		index[v], comp[v] = none, none
 	}
-	var stack []int
-	type frame struct{ v, pos int }
-	next := 0
-	for root := range adj {
+	var stack []int32
+	type frame struct{ v, pos int32 }
+	var call []frame
+	next := int32(0)
+	for root := range int32(size) {
 		if index[root] != none {
 			continue
 		}
-		call := []frame{{root, 0}}
+		call = append(call[:0], frame{root, 0})
 		index[root], low[root] = next, next
 		next++
 		stack = append(stack, root)
@@ -158,8 +195,8 @@ func tarjan(adj [][]int) (comp []int, n int) {
 		for len(call) > 0 {
 			f := &call[len(call)-1]
 			v := f.v
-			if f.pos < len(adj[v]) {
-				w := adj[v][f.pos]
+			if out := adj.of(v); int(f.pos) < len(out) {
+				w := out[f.pos]
 				f.pos++
 				switch {
 				case index[w] == none:
@@ -183,7 +220,7 @@ func tarjan(adj [][]int) (comp []int, n int) {
 					w := stack[len(stack)-1]
 					stack = stack[:len(stack)-1]
 					onStack[w] = false
-					comp[w] = n
+					comp[w] = int32(n)
 					if w == v {
 						break
 					}
