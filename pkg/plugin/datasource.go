@@ -17,6 +17,7 @@ import (
 	"github.com/livemap/servicemap/pkg/config"
 	"github.com/livemap/servicemap/pkg/frames"
 	"github.com/livemap/servicemap/pkg/model"
+	"github.com/livemap/servicemap/pkg/source/kube"
 	"github.com/livemap/servicemap/pkg/source/traces"
 	"github.com/livemap/servicemap/pkg/store"
 )
@@ -95,6 +96,16 @@ func NewDatasourceWithOptions(_ context.Context, settings backend.DataSourceInst
 		src, err := traces.New(s, d.store, d.logger.With("source", "traces"))
 		if err != nil {
 			d.settingErr = fmt.Errorf("trace source: %w", err)
+			return d, nil
+		}
+		src.SetClock(opts.Now)
+		d.sources = append(d.sources, src)
+	}
+	if s.Kube.Enabled {
+		src, err := kube.New(s, d.store, d.logger.With("source", "kubernetes"))
+		if err != nil {
+			d.closeSources()
+			d.settingErr = fmt.Errorf("kubernetes source: %w", err)
 			return d, nil
 		}
 		src.SetClock(opts.Now)

@@ -1,0 +1,241 @@
+package kube
+
+import (
+	"net/netip"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/livemap/servicemap/pkg/agent/api"
+	"github.com/livemap/servicemap/pkg/model"
+	"github.com/livemap/servicemap/pkg/store"
+)
+
+// ConvertStats says what became of the rows of a set of snapshots.
+type ConvertStats struct {
+	Counted        int // connection rows counted on an edge
+	ClosedBirths   int // connections counted from closedSinceLastPoll
+	Duplicates     int // rows already counted from the other end
+	Noise          int // loopback, node-to-pod (kubelet probes, SNAT), self-calls
+	TimeWait       int // TIME_WAIT rows skipped (only closed births count them)
+	UnknownLocal   int // namespaces that are no known pod (host network included)
+	EdgesPerPoll   int // distinct (edge, poll) pairs recorded
+	ResolvedRemote int
+}
+
+// connKey is the server side of one connection after DNAT: the client's
+// address and port and the port the server listens on. The client sees
+// ClusterIP:port and the server podIP:targetPort; both map to this key.
+type connKey struct {
+	client     netip.AddrPort
+	serverPort uint16
+}
+
+type edgeAt struct {
+	edge model.EdgeKey
+	at   time.Time
+}
+
+// AddSnapshots turns agent snapshots into network evidence in b:
+//
+//   - an OUTBOUND row of a pod makes the edge pod's service → resolved remote;
+//   - an INBOUND row counts only when no outbound row of the same connection
+//     was seen (the client is outside the agents' view, e.g. an external
+//     CIDR, or on a node without an agent);
+//   - both ends of one connection are counted once, keyed by the server-side
+//     (client ip:port, server port) after mapping a ClusterIP port to its
+//     targetPort;
+//   - TIME_WAIT rows are skipped; closedSinceLastPoll of the snapshot's
+//     `closed` flows counts connections born and closed since the agent's
+//     previous poll;
+//   - loopback, self-calls and connections from a node IP into a pod
+//     (kubelet probes, SNATed traffic) are ignored.
+//
+// Each snapshot records AddConnections(edge, snapshot.TakenAt, n) with n the
+// connections seen on the edge in that poll.
+func AddSnapshots(b *store.Batch, x *Index, snaps []*api.Snapshot) ConvertStats {
+	var st ConvertStats
+	seen := map[connKey]bool{}
+	counts := map[edgeAt]uint64{}
+	infos := map[model.EdgeKey]model.EdgeInfo{}
+	nodes := map[string]model.NodeInfo{}
+	add := func(e model.EdgeKey, at time.Time, n uint64, info model.EdgeInfo) {
+		counts[edgeAt{e, at}] += n
+		cur := infos[e]
+		cur.Merge(info)
+		infos[e] = cur
+	}
+	remember := func(t Target) {
+		if t.Kind != model.KindService {
+			nodes[t.ID] = model.NodeInfo{ID: t.ID, Kind: t.Kind}
+		}
+	}
+	type local struct {
+		ns  *api.Namespace
+		pod *corev1.Pod
+		id  string
+		at  time.Time
+	}
+	var locals []local
+	for _, s := range snaps {
+		for i := range s.Namespaces {
+			ns := &s.Namespaces[i]
+			pod := x.localPod(ns)
+			if pod == nil {
+				st.UnknownLocal++
+				continue
+			}
+			locals = append(locals, local{ns, pod, x.PodNodeID(pod), s.TakenAt})
+		}
+	}
+	// Pass 1: outbound rows and outbound closed flows.
+	for _, l := range locals {
+		for _, c := range l.ns.Connections {
+			if c.Direction != api.Outbound {
+				continue
+			}
+			if c.State == "TIME_WAIT" {
+				st.TimeWait++
+				continue
+			}
+			lip, lerr := netip.ParseAddr(c.Local.IP)
+			rip, rerr := netip.ParseAddr(c.Remote.IP)
+			if lerr != nil || rerr != nil {
+				continue
+			}
+			t, ok := x.Resolve(rip, c.Remote.Port)
+			if !ok || t.ID == l.id {
+				st.Noise++
+				continue
+			}
+			k := connKey{netip.AddrPortFrom(lip.Unmap(), c.Local.Port), t.ServerPort}
+			if seen[k] {
+				st.Duplicates++
+				continue
+			}
+			seen[k] = true
+			st.Counted++
+			st.ResolvedRemote++
+			remember(t)
+			add(model.EdgeKey{Source: l.id, Target: t.ID}, l.at, 1, EdgeInfoFor(t))
+		}
+		for _, f := range l.ns.Closed {
+			if f.Direction != api.Outbound || f.ClosedSinceLastPoll <= 0 {
+				continue
+			}
+			rip, err := netip.ParseAddr(f.Remote.IP)
+			if err != nil {
+				continue
+			}
+			t, ok := x.Resolve(rip, f.Remote.Port)
+			if !ok || t.ID == l.id {
+				st.Noise++
+				continue
+			}
+			remember(t)
+			st.ClosedBirths += f.ClosedSinceLastPoll
+			add(model.EdgeKey{Source: l.id, Target: t.ID}, l.at, uint64(f.ClosedSinceLastPoll), EdgeInfoFor(t))
+		}
+	}
+	// Pass 2: inbound rows complete what no client-side agent reported.
+	for _, l := range locals {
+		server := Target{ID: l.id, Kind: model.KindService, Namespace: l.pod.Namespace, Pod: l.pod}
+		serverInfo := func(port uint16) model.EdgeInfo {
+			t := server
+			for _, s := range x.ServicesOfPod(l.pod) {
+				if sp := x.portByTarget(s, l.pod, port); sp != nil {
+					t.Service, t.Port = s, sp
+					break
+				}
+			}
+			return EdgeInfoFor(t)
+		}
+		for _, c := range l.ns.Connections {
+			if c.Direction != api.Inbound {
+				continue
+			}
+			if c.State == "TIME_WAIT" {
+				st.TimeWait++
+				continue
+			}
+			rip, err := netip.ParseAddr(c.Remote.IP)
+			if err != nil {
+				continue
+			}
+			rip = rip.Unmap()
+			if rip.IsLoopback() || x.IsNode(rip) {
+				st.Noise++
+				continue
+			}
+			k := connKey{netip.AddrPortFrom(rip, c.Remote.Port), c.Local.Port}
+			if seen[k] {
+				st.Duplicates++
+				continue
+			}
+			seen[k] = true
+			client, ok := x.Resolve(rip, c.Remote.Port)
+			if !ok || client.ID == l.id {
+				st.Noise++
+				continue
+			}
+			st.Counted++
+			remember(client)
+			add(model.EdgeKey{Source: client.ID, Target: l.id}, l.at, 1, serverInfo(c.Local.Port))
+		}
+		for _, f := range l.ns.Closed {
+			if f.Direction != api.Inbound || f.ClosedSinceLastPoll <= 0 {
+				continue
+			}
+			rip, err := netip.ParseAddr(f.Remote.IP)
+			if err != nil {
+				continue
+			}
+			rip = rip.Unmap()
+			if rip.IsLoopback() || x.IsNode(rip) {
+				st.Noise++
+				continue
+			}
+			client, ok := x.Resolve(rip, 0)
+			if !ok || client.ID == l.id {
+				st.Noise++
+				continue
+			}
+			remember(client)
+			st.ClosedBirths += f.ClosedSinceLastPoll
+			add(model.EdgeKey{Source: client.ID, Target: l.id}, l.at, uint64(f.ClosedSinceLastPoll), serverInfo(f.Local.Port))
+		}
+	}
+	for k, n := range counts {
+		b.AddConnections(k.edge, k.at, n)
+	}
+	for e, info := range infos {
+		b.AddEdgeInfo(e, info)
+	}
+	for _, n := range nodes {
+		b.AddNode(n)
+	}
+	st.EdgesPerPoll = len(counts)
+	return st
+}
+
+// localPod identifies the pod of a network namespace: by the pod UID the
+// agent read from the cgroup, else by its addresses. The host network
+// namespace is no pod.
+func (x *Index) localPod(ns *api.Namespace) *corev1.Pod {
+	if ns.HostNetwork {
+		return nil
+	}
+	if ns.PodUID != "" {
+		if p := x.PodByUID(ns.PodUID); p != nil && !p.Spec.HostNetwork {
+			return p
+		}
+	}
+	for _, s := range ns.IPs {
+		if ip, err := netip.ParseAddr(s); err == nil {
+			if p := x.PodByIP(ip); p != nil {
+				return p
+			}
+		}
+	}
+	return nil
+}

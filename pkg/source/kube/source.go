@@ -1,0 +1,402 @@
+// Package kube is the infrastructure evidence: Kubernetes objects watched
+// with shared informers resolve the IP addresses in the TCP tables that the
+// node agents serve, and the resolved connections become network edges
+// (see docs/kubernetes.md).
+package kube
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/grafana/grafana-plugin-sdk-go/backend/log"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/livemap/servicemap/pkg/agent/api"
+	"github.com/livemap/servicemap/pkg/config"
+	"github.com/livemap/servicemap/pkg/model"
+	"github.com/livemap/servicemap/pkg/store"
+)
+
+// DefaultAgentLabelSelector finds the agent pods when none is configured.
+const DefaultAgentLabelSelector = "app.kubernetes.io/name=servicemap-agent"
+
+// MaxSnapshotBytes bounds one agent response (after gzip decoding).
+const MaxSnapshotBytes = 64 << 20
+
+// Source watches the cluster and polls the agents.
+type Source struct {
+	settings *config.Settings
+	store    *store.Store
+	logger   log.Logger
+	client   kubernetes.Interface
+	http     *http.Client
+	now      func() time.Time
+	selector labels.Selector
+
+	factories []informers.SharedInformerFactory // per namespace (or one cluster-wide)
+	cluster   informers.SharedInformerFactory   // nodes and namespaces
+	agents    informers.SharedInformerFactory   // agent pods (nil without agentNamespace)
+	synced    []cache.InformerSynced
+
+	mu      sync.Mutex // one refresh at a time
+	lastSeq map[string]uint64
+	lastIdx *Index
+	stop    chan struct{}
+	started bool
+}
+
+// RestConfig builds the API client configuration: in-cluster, or the API
+// server URL with the bearer token and CA certificate from secureJsonData.
+// TLS is always verified.
+func RestConfig(s *config.Settings) (*rest.Config, error) {
+	if s.Kube.Mode == "url" {
+		cfg := &rest.Config{Host: s.Kube.APIServerURL, BearerToken: s.Secrets.KubeToken}
+		if s.Secrets.KubeCACert != "" {
+			cfg.CAData = []byte(s.Secrets.KubeCACert)
+		}
+		return cfg, nil
+	}
+	cfg, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes in-cluster config: %w", err)
+	}
+	return cfg, nil
+}
+
+// New prepares the source from the settings; informers start in Run.
+func New(s *config.Settings, st *store.Store, logger log.Logger) (*Source, error) {
+	cfg, err := RestConfig(s)
+	if err != nil {
+		return nil, err
+	}
+	return NewWithConfig(cfg, s, st, logger)
+}
+
+// NewWithConfig prepares the source with an explicit API client config.
+func NewWithConfig(cfg *rest.Config, s *config.Settings, st *store.Store, logger log.Logger) (*Source, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.Insecure = false
+	cfg.UserAgent = "servicemap-plugin"
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	sel := s.Kube.AgentLabelSelector
+	if sel == "" {
+		sel = DefaultAgentLabelSelector
+	}
+	selector, err := labels.Parse(sel)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes.agentLabelSelector: %w", err)
+	}
+	src := &Source{
+		settings: s, store: st, logger: logger, client: client, now: time.Now, selector: selector,
+		http:    &http.Client{Timeout: agentTimeout(s)},
+		lastSeq: map[string]uint64{}, stop: make(chan struct{}),
+	}
+	src.setupInformers(sel)
+	return src, nil
+}
+
+func agentTimeout(s *config.Settings) time.Duration {
+	d := s.RefreshInterval() * 2 / 3
+	if d > 10*time.Second {
+		d = 10 * time.Second
+	}
+	if d < time.Second {
+		d = time.Second
+	}
+	return d
+}
+
+func (s *Source) setupInformers(agentSelector string) {
+	namespaces := s.settings.Kube.Namespaces
+	if len(namespaces) == 0 {
+		namespaces = []string{metav1.NamespaceAll}
+	}
+	for _, ns := range namespaces {
+		f := informers.NewSharedInformerFactoryWithOptions(s.client, 0, informers.WithNamespace(ns))
+		s.factories = append(s.factories, f)
+		for _, inf := range []cache.SharedIndexInformer{
+			f.Core().V1().Services().Informer(),
+			f.Discovery().V1().EndpointSlices().Informer(),
+			f.Core().V1().Pods().Informer(),
+			f.Apps().V1().ReplicaSets().Informer(),
+			f.Apps().V1().Deployments().Informer(),
+			f.Apps().V1().StatefulSets().Informer(),
+			f.Apps().V1().DaemonSets().Informer(),
+			f.Networking().V1().NetworkPolicies().Informer(),
+		} {
+			s.synced = append(s.synced, inf.HasSynced)
+		}
+	}
+	s.cluster = informers.NewSharedInformerFactory(s.client, 0)
+	s.synced = append(s.synced, s.cluster.Core().V1().Nodes().Informer().HasSynced, s.cluster.Core().V1().Namespaces().Informer().HasSynced)
+	if s.settings.Kube.AgentNamespace != "" {
+		s.agents = informers.NewSharedInformerFactoryWithOptions(s.client, 0,
+			informers.WithNamespace(s.settings.Kube.AgentNamespace),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = agentSelector }))
+		s.synced = append(s.synced, s.agents.Core().V1().Pods().Informer().HasSynced)
+	}
+}
+
+// Kind of evidence.
+func (s *Source) Kind() model.Source { return model.SourceNetwork }
+
+// SetClock replaces time.Now (tests).
+func (s *Source) SetClock(now func() time.Time) { s.now = now }
+
+// Start starts the informers once.
+func (s *Source) Start() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return
+	}
+	s.started = true
+	for _, f := range s.factories {
+		f.Start(s.stop)
+	}
+	s.cluster.Start(s.stop)
+	if s.agents != nil {
+		s.agents.Start(s.stop)
+	}
+}
+
+// WaitForSync starts the informers and waits until every cache has synced.
+func (s *Source) WaitForSync(ctx context.Context) error {
+	s.Start()
+	if !cache.WaitForCacheSync(ctx.Done(), s.synced...) {
+		return fmt.Errorf("kubernetes informers did not sync: %w", context.Cause(ctx))
+	}
+	return nil
+}
+
+// Run starts the informers, waits for them, then refreshes on the interval.
+func (s *Source) Run(ctx context.Context) {
+	go func() { <-ctx.Done(); s.Close() }()
+	for ctx.Err() == nil {
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err := s.WaitForSync(wctx)
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() == nil {
+			s.store.ReportFailure(model.SourceNetwork, s.now(), err)
+			s.logger.Warn("Kubernetes informers not synced yet", "error", err)
+		}
+	}
+	t := time.NewTicker(s.settings.RefreshInterval())
+	defer t.Stop()
+	for {
+		if err := s.Refresh(ctx); err != nil && ctx.Err() == nil {
+			s.logger.Warn("Network refresh incomplete; other agents' data still flows", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Index builds a resolver from the informers' current caches.
+func (s *Source) Index() *Index {
+	var o Objects
+	for _, f := range s.factories {
+		svcs, _ := f.Core().V1().Services().Lister().List(labels.Everything())
+		o.Services = append(o.Services, svcs...)
+		es, _ := f.Discovery().V1().EndpointSlices().Lister().List(labels.Everything())
+		o.EndpointSlices = append(o.EndpointSlices, es...)
+		pods, _ := f.Core().V1().Pods().Lister().List(labels.Everything())
+		o.Pods = append(o.Pods, pods...)
+		rs, _ := f.Apps().V1().ReplicaSets().Lister().List(labels.Everything())
+		o.ReplicaSets = append(o.ReplicaSets, rs...)
+		d, _ := f.Apps().V1().Deployments().Lister().List(labels.Everything())
+		o.Deployments = append(o.Deployments, d...)
+		ss, _ := f.Apps().V1().StatefulSets().Lister().List(labels.Everything())
+		o.StatefulSets = append(o.StatefulSets, ss...)
+		ds, _ := f.Apps().V1().DaemonSets().Lister().List(labels.Everything())
+		o.DaemonSets = append(o.DaemonSets, ds...)
+	}
+	o.Nodes, _ = s.cluster.Core().V1().Nodes().Lister().List(labels.Everything())
+	o.Namespaces, _ = s.cluster.Core().V1().Namespaces().Lister().List(labels.Everything())
+	return BuildIndex(o, s.settings.Kube.ExternalCIDRs)
+}
+
+// DeclaredEdges reads the watched NetworkPolicies as allowed edges.
+func (s *Source) DeclaredEdges() []model.EdgeKey {
+	var pols []*networkingv1.NetworkPolicy
+	var svcs []*corev1.Service
+	for _, f := range s.factories {
+		p, _ := f.Networking().V1().NetworkPolicies().Lister().List(labels.Everything())
+		pols = append(pols, p...)
+		sv, _ := f.Core().V1().Services().Lister().List(labels.Everything())
+		svcs = append(svcs, sv...)
+	}
+	nss, _ := s.cluster.Core().V1().Namespaces().Lister().List(labels.Everything())
+	return DeclaredEdges(pols, svcs, nss)
+}
+
+// Agents lists the agent addresses (host:port): the configured static ones
+// and the running pods matching the selector in agentNamespace.
+func (s *Source) Agents() []string {
+	out := slices.Clone(s.settings.Kube.StaticAgents)
+	if s.agents != nil {
+		pods, _ := s.agents.Core().V1().Pods().Lister().Pods(s.settings.Kube.AgentNamespace).List(s.selector)
+		for _, p := range pods {
+			if p.Status.PodIP != "" && p.Status.Phase == corev1.PodRunning {
+				out = append(out, net.JoinHostPort(p.Status.PodIP, strconv.Itoa(s.settings.Kube.AgentPort)))
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// Refresh describes every Service as a node, polls every agent and records
+// the connections. A failing agent makes the source stale with a notice
+// naming it; the other agents' data is applied all the same.
+func (s *Source) Refresh(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	x := s.Index()
+	s.lastIdx = x
+	b := store.NewBatch(model.SourceNetwork)
+	for _, svc := range x.Services() {
+		b.AddNode(x.ServiceNode(svc))
+	}
+	agents := s.Agents()
+	type result struct {
+		addr string
+		snap *api.Snapshot
+		err  error
+	}
+	results := make([]result, len(agents))
+	var wg sync.WaitGroup
+	for i, a := range agents {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			snap, err := s.fetch(ctx, a)
+			results[i] = result{a, snap, err}
+		}()
+	}
+	wg.Wait()
+	var snaps []*api.Snapshot
+	var errs []string
+	for _, r := range results {
+		if r.err != nil {
+			errs = append(errs, fmt.Sprintf("agent %s: %v", r.addr, r.err))
+			continue
+		}
+		// The same snapshot fetched twice (the plugin polls faster than the
+		// agent) must not count its closed births twice.
+		id := r.addr + "|" + r.snap.Node
+		if r.snap.Seq != 0 && s.lastSeq[id] == r.snap.Seq {
+			continue
+		}
+		s.lastSeq[id] = r.snap.Seq
+		snaps = append(snaps, r.snap)
+	}
+	st := AddSnapshots(b, x, snaps)
+	s.store.Apply(b)
+	detail := fmt.Sprintf("%d services, %d agents (%d failing), %d new snapshots, %d connections counted, %d duplicates, %d closed births, %d noise rows ignored, %d namespaces not matched to a pod",
+		len(x.Services()), len(agents), len(errs), len(snaps), st.Counted, st.Duplicates, st.ClosedBirths, st.Noise, st.UnknownLocal)
+	if len(errs) > 0 {
+		err := errors.New(strings.Join(errs, "; "))
+		s.store.ReportFailure(model.SourceNetwork, s.now(), err)
+		return err
+	}
+	s.store.ReportSuccess(model.SourceNetwork, s.now(), detail)
+	return nil
+}
+
+func (s *Source) fetch(ctx context.Context, addr string) (*api.Snapshot, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/snapshot", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+s.settings.Secrets.AgentToken)
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+		return nil, fmt.Errorf("GET /v1/snapshot: %s: %s", resp.Status, strings.TrimSpace(string(msg)))
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxSnapshotBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > MaxSnapshotBytes {
+		return nil, fmt.Errorf("snapshot larger than %d bytes", MaxSnapshotBytes)
+	}
+	var snap api.Snapshot
+	if err := json.Unmarshal(body, &snap); err != nil {
+		return nil, fmt.Errorf("decoding snapshot: %w", err)
+	}
+	if snap.SchemaVersion != 1 {
+		return nil, fmt.Errorf("snapshot schemaVersion %d, want 1", snap.SchemaVersion)
+	}
+	return &snap, nil
+}
+
+// Check verifies that the API server answers and lets us list what we watch.
+func (s *Source) Check(ctx context.Context) error {
+	namespaces := s.settings.Kube.Namespaces
+	if len(namespaces) == 0 {
+		namespaces = []string{metav1.NamespaceAll}
+	}
+	for _, ns := range namespaces {
+		if _, err := s.client.CoreV1().Services(ns).List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
+			return fmt.Errorf("kubernetes: listing services in %q: %w", ns, err)
+		}
+		if _, err := s.client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
+			return fmt.Errorf("kubernetes: listing endpointslices in %q: %w", ns, err)
+		}
+		if _, err := s.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
+			return fmt.Errorf("kubernetes: listing pods in %q: %w", ns, err)
+		}
+	}
+	return nil
+}
+
+// Close stops the informers.
+func (s *Source) Close() {
+	s.mu.Lock()
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	s.mu.Unlock()
+	for _, f := range s.factories {
+		f.Shutdown()
+	}
+	s.cluster.Shutdown()
+	if s.agents != nil {
+		s.agents.Shutdown()
+	}
+}
+
