@@ -389,7 +389,7 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
               <InlineField label="Service" labelWidth={12}>
                 <Input
                   id={`servicemap-slo-override-${i}-service`}
-                  width={24}
+                  width={22}
                   value={o.service}
                   placeholder="checkout"
                   onChange={(e) => setOverride(i, { service: e.currentTarget.value })}
@@ -398,7 +398,7 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
               <InlineField label="Error rate (%)" labelWidth={16}>
                 <NumberInput
                   id={`servicemap-slo-override-${i}-error-rate`}
-                  width={10}
+                  width={12}
                   scale={100}
                   min={0}
                   max={100}
@@ -410,7 +410,7 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
               <InlineField label="p99 (ms)" labelWidth={10}>
                 <NumberInput
                   id={`servicemap-slo-override-${i}-p99`}
-                  width={10}
+                  width={12}
                   min={0}
                   value={o.p99LatencyMs}
                   placeholder="default"

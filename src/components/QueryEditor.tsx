@@ -168,7 +168,7 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource }: Props) 
                 type="number"
                 min={MIN_DEPTH}
                 max={MAX_DEPTH}
-                width={10}
+                width={12}
                 value={query.depthUp ?? ''}
                 placeholder={String(DEFAULT_DEPTH)}
                 onChange={(e) => onChange({ ...query, depthUp: parseDepth(e.currentTarget.value) })}
@@ -181,7 +181,7 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource }: Props) 
                 type="number"
                 min={MIN_DEPTH}
                 max={MAX_DEPTH}
-                width={10}
+                width={12}
                 value={query.depthDown ?? ''}
                 placeholder={String(DEFAULT_DEPTH)}
                 onChange={(e) => onChange({ ...query, depthDown: parseDepth(e.currentTarget.value) })}
