@@ -29,6 +29,14 @@ const KEEP_BACKEND = new RegExp(
   `^(${escapeRegExp(executable)}(_.*)?|.*_(amd64|arm(64)?|386)(\\.exe)?|go_plugin_build_manifest)$`
 );
 
+// dist/plugin.json carries the package.json version and the build date. The root plugin.json also
+// holds a real version (not a %VERSION% token) because the Go build copies it into dist/ as it is.
+function pluginJsonForDist(content) {
+  const json = JSON.parse(replaceTokens(content));
+  json.info = { ...json.info, version: packageJson.version, updated: new Date().toISOString().substring(0, 10) };
+  return JSON.stringify(json, null, 2) + '\n';
+}
+
 function replaceTokens(content) {
   return content
     .toString()
@@ -123,7 +131,7 @@ module.exports = (env = {}) => {
     plugins: [
       new CopyWebpackPlugin({
         patterns: [
-          { from: PLUGIN_JSON, to: '.', transform: replaceTokens },
+          { from: PLUGIN_JSON, to: '.', transform: pluginJsonForDist },
           { from: path.join(ROOT_DIR, 'README.md'), to: '.', transform: replaceTokens, noErrorOnMissing: true },
           { from: path.join(ROOT_DIR, 'CHANGELOG.md'), to: '.', noErrorOnMissing: true },
           { from: path.join(ROOT_DIR, 'LICENSE'), to: '.', noErrorOnMissing: true },
