@@ -68,7 +68,11 @@ func Build(from, to time.Time, edges []*Edge, infos map[string]NodeInfo, slos SL
 		}
 		info := infos[id]
 		info.ID = id
-		if info.Kind == "" {
+		switch {
+		case info.Kind != "":
+		case id == UserNodeID:
+			info.Kind = KindUser
+		default:
 			info.Kind = KindService
 		}
 		g.index[id] = len(g.Nodes)
@@ -178,7 +182,7 @@ func (g *Graph) Focus(service, namespace string, up, down int) *Graph {
 	return g.Subgraph(func(n *Node) bool { return keep[g.index[n.ID()]] })
 }
 
-// FilterSources keeps edges seen by at least one of the sources.
+// FilterEdges keeps edges seen by at least one of the sources.
 func FilterEdges(edges []*Edge, sources Source) []*Edge {
 	out := edges[:0:0]
 	for _, e := range edges {

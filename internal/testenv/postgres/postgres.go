@@ -24,11 +24,20 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 )
+
+// T is what the harness needs of a test; *testing.T fits, and so does the
+// demo command's own implementation.
+type T interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	Cleanup(func())
+}
 
 // Server is a running throwaway cluster.
 type Server struct {
@@ -49,7 +58,7 @@ var installOnce sync.Once
 
 // BinDir finds the newest installed PostgreSQL server binaries, installing
 // them when missing and running as root.
-func BinDir(t testing.TB) string {
+func BinDir(t T) string {
 	find := func() string {
 		dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
 		sort.Strings(dirs)
@@ -80,7 +89,7 @@ func BinDir(t testing.TB) string {
 }
 
 // Start runs a new cluster for the test and stops it when the test ends.
-func Start(t testing.TB, opts Options) *Server {
+func Start(t T, opts Options) *Server {
 	t.Helper()
 	bin := BinDir(t)
 	dir, err := os.MkdirTemp("", "servicemap-pg-")
@@ -157,14 +166,14 @@ func (s *Server) URL(database string) string {
 }
 
 // CreateDatabase makes a database and returns its name.
-func (s *Server) CreateDatabase(t testing.TB, name string) string {
+func (s *Server) CreateDatabase(t T, name string) string {
 	t.Helper()
 	s.Exec(t, "postgres", "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
 	return name
 }
 
 // Exec runs SQL in a database.
-func (s *Server) Exec(t testing.TB, database, sql string, args ...any) {
+func (s *Server) Exec(t T, database, sql string, args ...any) {
 	t.Helper()
 	conn, err := pgx.Connect(context.Background(), s.URL(database))
 	must(t, err)
@@ -175,7 +184,7 @@ func (s *Server) Exec(t testing.TB, database, sql string, args ...any) {
 }
 
 // Connect opens a connection (the caller closes it).
-func (s *Server) Connect(t testing.TB, database string) *pgx.Conn {
+func (s *Server) Connect(t T, database string) *pgx.Conn {
 	t.Helper()
 	conn, err := pgx.Connect(context.Background(), s.URL(database))
 	must(t, err)
@@ -184,7 +193,7 @@ func (s *Server) Connect(t testing.TB, database string) *pgx.Conn {
 
 // credential: initdb refuses to run as root, so root runs it as `postgres`
 // (or `nobody`).
-func credential(t testing.TB, dir string) *syscall.Credential {
+func credential(t T, dir string) *syscall.Credential {
 	if os.Geteuid() != 0 {
 		return nil
 	}
@@ -203,7 +212,7 @@ func credential(t testing.TB, dir string) *syscall.Credential {
 	return nil
 }
 
-func chown(t testing.TB, cred *syscall.Credential, paths ...string) {
+func chown(t T, cred *syscall.Credential, paths ...string) {
 	if cred == nil {
 		return
 	}
@@ -212,7 +221,7 @@ func chown(t testing.TB, cred *syscall.Credential, paths ...string) {
 	}
 }
 
-func run(t testing.TB, cred *syscall.Credential, name string, args ...string) {
+func run(t T, cred *syscall.Credential, name string, args ...string) {
 	cmd := exec.Command(name, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -220,7 +229,7 @@ func run(t testing.TB, cred *syscall.Credential, name string, args ...string) {
 	}
 }
 
-func freePort(t testing.TB) int {
+func freePort(t T) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
 	defer l.Close()
@@ -229,7 +238,7 @@ func freePort(t testing.TB) int {
 
 // writeTLS makes a CA and a server certificate for localhost/127.0.0.1 in the
 // data directory and returns the CA's PEM.
-func writeTLS(t testing.TB, data string) string {
+func writeTLS(t T, data string) string {
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "servicemap test CA"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true,
@@ -251,7 +260,7 @@ func writeTLS(t testing.TB, data string) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}))
 }
 
-func must(t testing.TB, err error) {
+func must(t T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
