@@ -124,19 +124,66 @@ func (s *Store) SetNode(info model.NodeInfo) {
 // source. Sources is the set of every source that saw the edge.
 func (s *Store) Snapshot(from, to time.Time, sources model.Source) ([]*model.Edge, map[string]model.NodeInfo) {
 	fineFrom, _ := s.cutoffs(s.opts.Now())
-	f, t := from.Unix(), to.Unix()
-	if to.Nanosecond() > 0 { // [from, to) in whole seconds, keeping events in to's second
-		t++
-	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	type parts struct {
-		bySource [3]*model.Stats
-		last     int64
-		first    int64
-		seen     model.Source
+	found := s.joined(unixFrom(from), unixTo(to), fineFrom, sources)
+	edges := make([]*model.Edge, 0, len(found))
+	for _, e := range found {
+		edges = append(edges, e)
 	}
-	found := make(map[model.EdgeKey]*parts, len(s.series)/2+1)
+	nodes := make(map[string]model.NodeInfo, len(s.nodes))
+	for id, n := range s.nodes {
+		nodes[id] = n
+	}
+	return edges, nodes
+}
+
+// Windows returns each edge's stats in consecutive windows [from+i*step,
+// from+(i+1)*step) covering [from, to). from is rounded down to the minute and
+// step up to whole minutes, so minute buckets fall into exactly one window.
+func (s *Store) Windows(from, to time.Time, step time.Duration, sources model.Source) (starts []time.Time, edges map[model.EdgeKey][]*model.Edge) {
+	stepSec := int64(max(step, time.Minute).Round(time.Minute) / time.Second)
+	f := unixFrom(from)
+	f -= mod(f, fineWidth)
+	t := unixTo(to)
+	fineFrom, _ := s.cutoffs(s.opts.Now())
+	edges = map[model.EdgeKey][]*model.Edge{}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := int((t - f + stepSec - 1) / stepSec)
+	for i := 0; i < n; i++ {
+		ws := f + int64(i)*stepSec
+		starts = append(starts, time.Unix(ws, 0).UTC())
+		for key, e := range s.joined(ws, min(ws+stepSec, t), fineFrom, sources) {
+			row := edges[key]
+			if row == nil {
+				row = make([]*model.Edge, n)
+				edges[key] = row
+			}
+			row[i] = e
+		}
+	}
+	return starts, edges
+}
+
+func unixFrom(t time.Time) int64 { return t.Unix() }
+
+// unixTo keeps events inside to's last second: [from, to) in whole seconds.
+func unixTo(t time.Time) int64 {
+	if t.Nanosecond() > 0 {
+		return t.Unix() + 1
+	}
+	return t.Unix()
+}
+
+// joined collects, under the read lock, every edge with evidence in [f, t).
+func (s *Store) joined(f, t, fineFrom int64, sources model.Source) map[model.EdgeKey]*model.Edge {
+	type parts struct {
+		bySource    [3]*model.Stats
+		first, last int64
+		seen        model.Source
+	}
+	found := make(map[model.EdgeKey]*parts)
 	for k, ser := range s.series {
 		if k.source&sources == 0 {
 			continue
@@ -158,7 +205,7 @@ func (s *Store) Snapshot(from, to time.Time, sources model.Source) ([]*model.Edg
 			p.first = ser.first
 		}
 	}
-	edges := make([]*model.Edge, 0, len(found))
+	out := make(map[model.EdgeKey]*model.Edge, len(found))
 	for key, p := range found {
 		e := &model.Edge{Key: key, Sources: p.seen, Info: s.infos[key], FirstSeen: time.Unix(p.first, 0).UTC(), LastSeen: time.Unix(p.last, 0).UTC()}
 		for _, slot := range []int{0, 2} { // traces, then gateway
@@ -173,13 +220,9 @@ func (s *Store) Snapshot(from, to time.Time, sources model.Source) ([]*model.Edg
 		if e.Info.Protocol == "" && p.seen == model.SourceNetwork {
 			e.Info.Protocol = "TCP"
 		}
-		edges = append(edges, e)
+		out[key] = e
 	}
-	nodes := make(map[string]model.NodeInfo, len(s.nodes))
-	for id, n := range s.nodes {
-		nodes[id] = n
-	}
-	return edges, nodes
+	return out
 }
 
 func sourceSlot(src model.Source) int {

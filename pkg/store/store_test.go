@@ -174,3 +174,31 @@ func TestStatusNoticeNamesSourceAndTime(t *testing.T) {
 		}
 	}
 }
+
+func TestWindowsPartitionTheRange(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 30, 0, 0, time.UTC)
+	s, _ := newStore(now)
+	b := NewBatch(model.SourceTraces)
+	for i := 0; i < 30; i++ { // one call a minute over the last 30 minutes, errors in the last 10
+		b.AddCall(ab, now.Add(-time.Duration(30-i)*time.Minute+time.Second), 5, i >= 20)
+	}
+	s.Apply(b)
+	starts, edges := s.Windows(now.Add(-30*time.Minute), now, 10*time.Minute, model.AllSources)
+	if len(starts) != 3 || !starts[0].Equal(now.Add(-30*time.Minute)) {
+		t.Fatalf("starts %v", starts)
+	}
+	row := edges[ab]
+	var total uint64
+	for i, e := range row {
+		if e == nil || e.Stats.Calls != 10 {
+			t.Fatalf("window %d: %+v, want 10 calls", i, e)
+		}
+		total += e.Stats.Calls
+	}
+	if row[0].Stats.Errors != 0 || row[2].Stats.Errors != 10 {
+		t.Errorf("errors per window: %d %d %d", row[0].Stats.Errors, row[1].Stats.Errors, row[2].Stats.Errors)
+	}
+	if total != 30 {
+		t.Errorf("total %d, want 30", total)
+	}
+}
