@@ -30,6 +30,10 @@ if [[ "${1:-}" == "--force" ]]; then force=1; fi
 
 log() { echo "kube-binaries: $*" >&2; }
 
+tmp=""
+cleanup() { if [[ -n "$tmp" ]]; then rm -rf "$tmp"; fi; }
+trap cleanup EXIT
+
 if ! command -v go >/dev/null 2>&1; then
   log "go is not on PATH; install Go (see tools/kube/go.mod for the minimum version)"
   exit 1
@@ -54,10 +58,9 @@ up_to_date() {
 }
 
 build() {
-  local want tmp start
+  local want start
   want="$(hash_inputs)"
   tmp="$(mktemp -d "$cache/build.XXXXXX")"
-  trap 'rm -rf "$tmp"' RETURN
   start=$(date +%s)
   log "building kube-apiserver and etcd into $bin (first build takes several minutes)"
   (
