@@ -14,7 +14,7 @@ mkdir -p .cache/bench
   echo "# load: $(cat /proc/loadavg)"
   set -x
   go test ./pkg/store -run '^$' -bench 'ServiceMapDirect$|EdgeMetricsNumeric|Memory24h' -benchtime 20x -benchmem -timeout 60m
-  go test ./pkg/plugin -run '^$' -bench 'SQLAlternative' -benchtime 10x -timeout 60m
+  go test ./pkg/plugin -run '^$' -bench 'SQLAlternative' -benchtime 10x -timeout 60m | grep -v '^{"@level"'
   go test ./pkg/source/traces -run '^$' -bench 'IngestSpans' -benchtime 3x -timeout 60m
 } 2>&1 | tee "$out"
 echo "raw output: $out"

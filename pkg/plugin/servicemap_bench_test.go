@@ -138,7 +138,8 @@ FROM calls WHERE "timestamp" > $1 GROUP BY 1, 2`
 				if err := rows.Scan(&p, &c, &cnt, &avg, &er); err != nil {
 					b.Fatal(err)
 				}
-					total += cnt
+				n++
+				total += cnt
 			}
 			if err := rows.Err(); err != nil {
 				b.Fatal(err)
