@@ -186,8 +186,8 @@ func TestAddSnapshotsDedupe(t *testing.T) {
 			conn("127.0.0.1", "127.0.0.1", 40002, 9000, "ESTABLISHED", api.Outbound),
 		}, Closed: []api.Flow{{Direction: api.Outbound, Local: api.Endpoint{IP: "10.244.1.5"}, Remote: api.Endpoint{IP: "10.96.0.20", Port: 80}, ClosedSinceLastPoll: 2}}},
 		{IPs: []string{"10.244.2.7"}, Connections: []api.Conn{ // found by IP, no UID
-			conn("10.244.2.7", "10.244.1.5", 8080, 40000, "ESTABLISHED", api.Inbound), // same connection, server side
-			conn("10.244.2.7", "192.0.2.10", 8080, 51000, "ESTABLISHED", api.Inbound), // kubelet probe
+			conn("10.244.2.7", "10.244.1.5", 8080, 40000, "ESTABLISHED", api.Inbound),  // same connection, server side
+			conn("10.244.2.7", "192.0.2.10", 8080, 51000, "ESTABLISHED", api.Inbound),  // kubelet probe
 			conn("10.244.2.7", "203.0.113.9", 8080, 61000, "ESTABLISHED", api.Inbound), // external client
 		}},
 		{HostNetwork: true, IPs: []string{"192.0.2.10"}, Connections: []api.Conn{

@@ -399,4 +399,3 @@ func (s *Source) Close() {
 		s.agents.Shutdown()
 	}
 }
-

@@ -1,0 +1,346 @@
+package kube
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/grafana/grafana-plugin-sdk-go/backend/log"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/livemap/servicemap/internal/testenv/kubeapi"
+	"github.com/livemap/servicemap/pkg/agent"
+	"github.com/livemap/servicemap/pkg/agent/api"
+	"github.com/livemap/servicemap/pkg/config"
+	"github.com/livemap/servicemap/pkg/model"
+	"github.com/livemap/servicemap/pkg/store"
+)
+
+// pluginClusterRole reads the ClusterRole out of deploy/plugin-rbac.yaml.
+func pluginClusterRole(t *testing.T) *rbacv1.ClusterRole {
+	t.Helper()
+	b, err := os.ReadFile("../../../deploy/plugin-rbac.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+	for {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			t.Fatalf("plugin-rbac.yaml: %v", err)
+		}
+		var meta metav1.TypeMeta
+		if err := json.Unmarshal(raw, &meta); err != nil {
+			t.Fatal(err)
+		}
+		if meta.Kind == "ClusterRole" {
+			var cr rbacv1.ClusterRole
+			if err := json.Unmarshal(raw, &cr); err != nil {
+				t.Fatal(err)
+			}
+			return &cr
+		}
+	}
+	t.Fatal("plugin-rbac.yaml has no ClusterRole")
+	return nil
+}
+
+func eventually(t *testing.T, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = f(); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: %v", what, err)
+}
+
+type fixedSnapshot struct{ snap *api.Snapshot }
+
+func (f *fixedSnapshot) Last() *api.Snapshot { return f.snap }
+
+type cluster struct {
+	t     *testing.T
+	ctx   context.Context
+	admin kubernetes.Interface
+}
+
+func (c *cluster) must(err error) {
+	c.t.Helper()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *cluster) pod(ns, name, ip string, lbl map[string]string, owner *metav1.OwnerReference) *corev1.Pod {
+	c.t.Helper()
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: lbl},
+		Spec:       corev1.PodSpec{NodeName: "node-a", Containers: []corev1.Container{{Name: "app", Image: "example.invalid/app:1"}}},
+	}
+	if owner != nil {
+		p.OwnerReferences = []metav1.OwnerReference{*owner}
+	}
+	p, err := c.admin.CoreV1().Pods(ns).Create(c.ctx, p, metav1.CreateOptions{})
+	c.must(err)
+	p.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}, HostIP: "192.0.2.10"}
+	p, err = c.admin.CoreV1().Pods(ns).UpdateStatus(c.ctx, p, metav1.UpdateOptions{})
+	c.must(err)
+	return p
+}
+
+func (c *cluster) slice(ns, svcName string, port int32, portName string, pods ...*corev1.Pod) {
+	c.t.Helper()
+	es := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: svcName, Labels: map[string]string{discoveryv1.LabelServiceName: svcName}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr(portName), Port: ptr(port), Protocol: ptr(corev1.ProtocolTCP)}},
+	}
+	for _, p := range pods {
+		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{p.Status.PodIP},
+			TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: p.Name, UID: p.UID}})
+	}
+	cur, err := c.admin.DiscoveryV1().EndpointSlices(ns).Get(c.ctx, svcName, metav1.GetOptions{})
+	if err == nil {
+		es.ResourceVersion = cur.ResourceVersion
+		_, err = c.admin.DiscoveryV1().EndpointSlices(ns).Update(c.ctx, es, metav1.UpdateOptions{})
+	} else {
+		_, err = c.admin.DiscoveryV1().EndpointSlices(ns).Create(c.ctx, es, metav1.CreateOptions{})
+	}
+	c.must(err)
+}
+
+func (c *cluster) service(ns, name string, sel map[string]string, port corev1.ServicePort, ann map[string]string) *corev1.Service {
+	c.t.Helper()
+	s, err := c.admin.CoreV1().Services(ns).Create(c.ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: ann},
+		Spec:       corev1.ServiceSpec{Selector: sel, Ports: []corev1.ServicePort{port}},
+	}, metav1.CreateOptions{})
+	c.must(err)
+	return s
+}
+
+func resolvesTo(src *Source, ip string, port uint16, want string) func() error {
+	return func() error {
+		got, ok := src.Index().Resolve(netip.MustParseAddr(ip), port)
+		if !ok || got.ID != want {
+			return fmt.Errorf("%s:%d resolves to %q (ok=%v), want %q", ip, port, got.ID, ok, want)
+		}
+		return nil
+	}
+}
+
+// TestSourceAgainstRealAPIServer runs the source with the restricted user's
+// token bound to the exact ClusterRole of deploy/plugin-rbac.yaml against a
+// real kube-apiserver: it syncs, resolves, turns a real agent HTTP server's
+// snapshot into edges, names a dead agent in the stale notice, follows pod
+// churn and IP reuse, and keeps watching across an API server restart.
+func TestSourceAgainstRealAPIServer(t *testing.T) {
+	kc := kubeapi.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	admin := kubernetes.NewForConfigOrDie(kc.AdminConfig())
+	c := &cluster{t: t, ctx: ctx, admin: admin}
+
+	// Least privilege: the ClusterRole from the manifest, bound to the
+	// restricted user.
+	cr := pluginClusterRole(t)
+	_, err := admin.RbacV1().ClusterRoles().Create(ctx, cr, metav1.CreateOptions{})
+	c.must(err)
+	_, err = admin.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "servicemap-plugin-test"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: cr.Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: "rbac.authorization.k8s.io", Name: kubeapi.RestrictedUser}},
+	}, metav1.CreateOptions{})
+	c.must(err)
+
+	const ns = "shop"
+	_, err = admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	c.must(err)
+	node, err := admin.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-a"}}, metav1.CreateOptions{})
+	c.must(err)
+	node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.0.2.10"}}
+	_, err = admin.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
+	c.must(err)
+
+	// checkout: Deployment → ReplicaSet → pod, Service with a named port.
+	lbl := map[string]string{"app": "checkout"}
+	tmpl := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: lbl},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "example.invalid/app:1"}}}}
+	dep, err := admin.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "checkout"},
+		Spec:       appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: lbl}, Template: tmpl},
+	}, metav1.CreateOptions{})
+	c.must(err)
+	rs, err := admin.AppsV1().ReplicaSets(ns).Create(ctx, &appsv1.ReplicaSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "checkout-5d8f", OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: dep.Name, UID: dep.UID, Controller: ptr(true)}}},
+		Spec:       appsv1.ReplicaSetSpec{Selector: &metav1.LabelSelector{MatchLabels: lbl}, Template: tmpl},
+	}, metav1.CreateOptions{})
+	c.must(err)
+	rsRef := &metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs.Name, UID: rs.UID, Controller: ptr(true)}
+	checkoutSvc := c.service(ns, "checkout", lbl, corev1.ServicePort{Name: "grpc-api", Port: 80, TargetPort: intstr.FromString("api")},
+		map[string]string{AnnotationCircuitBreaker: "consecutive5xx=5", AnnotationTeam: "payments"})
+	co1 := c.pod(ns, "checkout-5d8f-a", "10.244.2.7", lbl, rsRef)
+	c.slice(ns, "checkout", 8080, "grpc-api", co1)
+	// The annotation names the node as traces name the service.
+	feLbl := map[string]string{"app": "frontend"}
+	c.service(ns, "frontend", feLbl, corev1.ServicePort{Name: "http", Port: 80, TargetPort: intstr.FromInt32(3000)},
+		map[string]string{AnnotationServiceName: "web-frontend"})
+	fe := c.pod(ns, "frontend-1", "10.244.1.5", feLbl, nil)
+	c.slice(ns, "frontend", 3000, "http", fe)
+
+	// A real agent HTTP server on loopback, serving a snapshot built from
+	// the API types; a second agent address where nothing listens.
+	snap := &api.Snapshot{SchemaVersion: 1, Node: "node-a", Seq: 7, TakenAt: time.Now().UTC().Truncate(time.Second), Namespaces: []api.Namespace{
+		{PodUID: string(fe.UID), IPs: []string{"10.244.1.5"}, Connections: []api.Conn{
+			conn("10.244.1.5", checkoutSvc.Spec.ClusterIP, 40000, 80, "ESTABLISHED", api.Outbound),
+		}},
+		{PodUID: string(co1.UID), IPs: []string{"10.244.2.7"}, Connections: []api.Conn{
+			conn("10.244.2.7", "10.244.1.5", 8080, 40000, "ESTABLISHED", api.Inbound),
+			conn("10.244.2.7", "192.0.2.10", 8080, 51000, "ESTABLISHED", api.Inbound),
+			conn("10.244.2.7", "198.51.100.4", 8080, 61000, "ESTABLISHED", api.Inbound),
+		}},
+	}}
+	srv, err := agent.NewServer(&fixedSnapshot{snap}, "agent-secret", 0)
+	c.must(err)
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	c.must(err)
+	deadAddr := dead.Addr().String()
+	dead.Close()
+
+	jsonData, _ := json.Marshal(map[string]any{
+		"refreshIntervalSeconds": 1,
+		"kubernetes": map[string]any{
+			"enabled": true, "mode": "url", "apiServerUrl": kc.URL(), "namespaces": []string{ns},
+			"staticAgents":  []string{strings.TrimPrefix(hs.URL, "http://"), deadAddr},
+			"externalCidrs": []map[string]string{{"name": "partner-api", "cidr": "198.51.100.0/24"}},
+		},
+	})
+	settings, err := config.Parse(jsonData, map[string]string{
+		"kubeToken": kc.RestrictedToken(), "kubeCACert": string(kc.CACertPEM()), "agentToken": "agent-secret",
+	})
+	c.must(err)
+	st := store.New(store.Options{Retention: time.Hour})
+	src, err := New(settings, st, log.DefaultLogger)
+	c.must(err)
+	defer src.Close()
+
+	begin := time.Now()
+	syncCtx, syncCancel := context.WithTimeout(ctx, 60*time.Second)
+	c.must(src.WaitForSync(syncCtx))
+	syncCancel()
+	t.Logf("informers synced with the restricted token in %v", time.Since(begin).Round(time.Millisecond))
+	c.must(src.Check(ctx))
+
+	// The same token may not read secrets.
+	restricted := kubernetes.NewForConfigOrDie(kc.ConfigForToken(kc.RestrictedToken()))
+	if _, err := restricted.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("restricted token listing secrets: want Forbidden, got %v", err)
+	}
+	if _, err := restricted.CoreV1().Secrets(metav1.NamespaceAll).List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("restricted token listing secrets cluster-wide: want Forbidden, got %v", err)
+	}
+
+	// (a) resolution through the informers.
+	eventually(t, "checkout ClusterIP", resolvesTo(src, checkoutSvc.Spec.ClusterIP, 80, "checkout"))
+	eventually(t, "checkout pod", resolvesTo(src, "10.244.2.7", 8080, "checkout"))
+	eventually(t, "frontend pod", resolvesTo(src, "10.244.1.5", 3000, "web-frontend"))
+	eventually(t, "node", resolvesTo(src, "192.0.2.10", 10250, HostNodePrefix+"node-a"))
+	eventually(t, "external", resolvesTo(src, "198.51.100.4", 443, "partner-api"))
+	tgt, _ := src.Index().Resolve(netip.MustParseAddr(checkoutSvc.Spec.ClusterIP), 80)
+	if tgt.ServerPort != 8080 || Protocol(tgt.Port) != "gRPC" {
+		t.Errorf("ClusterIP:80 → server port %d protocol %s, want 8080 gRPC", tgt.ServerPort, Protocol(tgt.Port))
+	}
+	if k, n := src.Index().Workload(co1); k != "Deployment" || n != "checkout" {
+		t.Errorf("workload of %s = %s/%s", co1.Name, k, n)
+	}
+
+	// Agents: one live, one dead. The live one's data flows; the status
+	// is stale and names the dead one.
+	err = src.Refresh(ctx)
+	if err == nil || !strings.Contains(err.Error(), deadAddr) {
+		t.Fatalf("refresh error = %v, want it to name %s", err, deadAddr)
+	}
+	sts := st.Statuses()
+	if len(sts) != 1 || !sts[0].Stale() || !strings.Contains(sts[0].Notice(), deadAddr) {
+		t.Fatalf("statuses = %+v", sts)
+	}
+	t.Logf("stale notice: %s", sts[0].Notice())
+	edges, nodes := st.Snapshot(snap.TakenAt.Add(-time.Minute), snap.TakenAt.Add(time.Minute), model.SourceNetwork)
+	got := map[string]uint64{}
+	for _, e := range edges {
+		got[e.Key.ID()] = e.Stats.Connections
+		if e.Key.Target == "checkout" && (e.Info.Protocol != "gRPC" || e.Info.CircuitBreaker != "consecutive5xx=5") {
+			t.Errorf("edge %s info = %+v", e.Key.ID(), e.Info)
+		}
+	}
+	if len(got) != 2 || got["web-frontend->checkout"] != 1 || got["partner-api->checkout"] != 1 {
+		t.Fatalf("edges = %v, want web-frontend->checkout=1 (one connection seen from both ends) and partner-api->checkout=1", got)
+	}
+	if n := nodes["checkout"]; n.Namespace != ns || n.Team != "payments" || n.LastDeploy.IsZero() {
+		t.Errorf("checkout node = %+v", n)
+	}
+	// The same snapshot (same seq) fetched again is not counted again.
+	_ = src.Refresh(ctx)
+	edges, _ = st.Snapshot(snap.TakenAt.Add(-time.Minute), snap.TakenAt.Add(time.Minute), model.SourceNetwork)
+	for _, e := range edges {
+		if e.Stats.Connections != 1 {
+			t.Errorf("after a second refresh of the same snapshot, %s has %d connections", e.Key.ID(), e.Stats.Connections)
+		}
+	}
+
+	// (c) churn: checkout's pod is replaced by one with a new IP, and the
+	// old IP is reused by a pod of another service while the old pod is
+	// still terminating (no kubelet finishes its graceful deletion).
+	c.must(admin.CoreV1().Pods(ns).Delete(ctx, co1.Name, metav1.DeleteOptions{}))
+	co2 := c.pod(ns, "checkout-5d8f-b", "10.244.2.8", lbl, rsRef)
+	c.slice(ns, "checkout", 8080, "grpc-api", co2)
+	invLbl := map[string]string{"app": "inventory"}
+	c.service(ns, "inventory", invLbl, corev1.ServicePort{Name: "http", Port: 80, TargetPort: intstr.FromInt32(9000)}, nil)
+	inv := c.pod(ns, "inventory-1", "10.244.2.7", invLbl, nil)
+	c.slice(ns, "inventory", 9000, "http", inv)
+	eventually(t, "new checkout pod", resolvesTo(src, "10.244.2.8", 8080, "checkout"))
+	eventually(t, "reused IP", resolvesTo(src, "10.244.2.7", 9000, "inventory"))
+
+	// (d) the API server restarts: watches break, informers re-list and see
+	// objects created afterwards.
+	kc.Restart(t)
+	late := c.service(ns, "late", map[string]string{"app": "late"}, corev1.ServicePort{Name: "http", Port: 80}, nil)
+	begin = time.Now()
+	eventually(t, "service created after restart", resolvesTo(src, late.Spec.ClusterIP, 80, "late"))
+	t.Logf("service created after the restart seen in %v", time.Since(begin).Round(time.Millisecond))
+	// No kubelet confirms a graceful deletion: delete at once.
+	c.must(admin.CoreV1().Pods(ns).Delete(ctx, co2.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(0))}))
+	eventually(t, "pod deleted after restart", func() error {
+		if p := src.Index().PodByIP(netip.MustParseAddr("10.244.2.8")); p != nil {
+			return fmt.Errorf("10.244.2.8 still held by %s", p.Name)
+		}
+		return nil
+	})
+}
