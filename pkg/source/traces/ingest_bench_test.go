@@ -60,7 +60,7 @@ func BenchmarkIngestSpans(b *testing.B) {
 			}
 			e := tr % edges
 			src, dst := e%services, (e%services+1+(e/services)*101)%services
-			at := start.Add(time.Duration(int64(tr) * int64(24*time.Hour) / int64(traces)))
+			at := start.Add(time.Duration(float64(tr) / float64(traces) * float64(24*time.Hour)))
 			dur := time.Duration(math.Exp(math.Log(20)+0.6*r.NormFloat64()) * float64(time.Millisecond))
 			tid := fmt.Sprintf("%032x", tr+1)
 			status := "STATUS_CODE_UNSET"
