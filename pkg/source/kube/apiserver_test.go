@@ -11,6 +11,8 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +21,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -234,11 +237,21 @@ func TestSourceAgainstRealAPIServer(t *testing.T) {
 	deadAddr := dead.Addr().String()
 	dead.Close()
 
+	// The live agent is found through the API: a pod with the agent label
+	// in the agent namespace, reached at podIP:agentPort. The dead one is a
+	// static address.
+	_, hsPort, _ := net.SplitHostPort(strings.TrimPrefix(hs.URL, "http://"))
+	const agentNS = "servicemap"
+	_, err = admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: agentNS}}, metav1.CreateOptions{})
+	c.must(err)
+	c.pod(agentNS, "servicemap-agent-x1", "127.0.0.1", map[string]string{LabelAppName: "servicemap-agent"}, nil)
+	c.pod(agentNS, "unrelated", "127.0.0.2", map[string]string{LabelAppName: "other"}, nil)
 	jsonData, _ := json.Marshal(map[string]any{
 		"refreshIntervalSeconds": 1,
 		"kubernetes": map[string]any{
 			"enabled": true, "mode": "url", "apiServerUrl": kc.URL(), "namespaces": []string{ns},
-			"staticAgents":  []string{strings.TrimPrefix(hs.URL, "http://"), deadAddr},
+			"agentNamespace": agentNS, "agentPort": mustAtoi(hsPort),
+			"staticAgents":  []string{deadAddr},
 			"externalCidrs": []map[string]string{{"name": "partner-api", "cidr": "198.51.100.0/24"}},
 		},
 	})
@@ -281,6 +294,15 @@ func TestSourceAgainstRealAPIServer(t *testing.T) {
 		t.Errorf("workload of %s = %s/%s", co1.Name, k, n)
 	}
 
+	wantAgents := []string{"127.0.0.1:" + hsPort, deadAddr}
+	slices.Sort(wantAgents)
+	eventually(t, "agent discovery", func() error {
+		if got := src.Agents(); !slices.Equal(got, wantAgents) {
+			return fmt.Errorf("agents = %v, want %v", got, wantAgents)
+		}
+		return nil
+	})
+
 	// Agents: one live, one dead. The live one's data flows; the status
 	// is stale and names the dead one.
 	err = src.Refresh(ctx)
@@ -315,6 +337,32 @@ func TestSourceAgainstRealAPIServer(t *testing.T) {
 		}
 	}
 
+	// A response over the size limit is refused and named.
+	src.maxBytes = 200
+	if err := src.Refresh(ctx); err == nil || !strings.Contains(err.Error(), "larger than 200 bytes") {
+		t.Errorf("oversized snapshot: refresh error = %v", err)
+	}
+	src.maxBytes = MaxSnapshotBytes
+
+	// NetworkPolicies through the informers: declared edges.
+	_, err = admin.NetworkingV1().NetworkPolicies(ns).Create(ctx, &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "checkout-ingress"},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: lbl},
+			Ingress: []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{
+				{PodSelector: &metav1.LabelSelector{MatchLabels: feLbl}},
+			}}},
+		},
+	}, metav1.CreateOptions{})
+	c.must(err)
+	eventually(t, "declared edges", func() error {
+		want := []model.EdgeKey{{Source: "web-frontend", Target: "checkout"}}
+		if got := src.DeclaredEdges(); !slices.Equal(got, want) {
+			return fmt.Errorf("declared = %v, want %v", got, want)
+		}
+		return nil
+	})
+
 	// (c) churn: checkout's pod is replaced by one with a new IP, and the
 	// old IP is reused by a pod of another service while the old pod is
 	// still terminating (no kubelet finishes its graceful deletion).
@@ -343,4 +391,12 @@ func TestSourceAgainstRealAPIServer(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func mustAtoi(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		panic(err)
+	}
+	return n
 }

@@ -49,6 +49,7 @@ type Source struct {
 	http     *http.Client
 	now      func() time.Time
 	selector labels.Selector
+	maxBytes int64 // response size limit per agent
 
 	factories []informers.SharedInformerFactory // per namespace (or one cluster-wide)
 	cluster   informers.SharedInformerFactory   // nodes and namespaces
@@ -109,7 +110,7 @@ func NewWithConfig(cfg *rest.Config, s *config.Settings, st *store.Store, logger
 	src := &Source{
 		settings: s, store: st, logger: logger, client: client, now: time.Now, selector: selector,
 		http:    &http.Client{Timeout: agentTimeout(s)},
-		lastSeq: map[string]uint64{}, stop: make(chan struct{}),
+		lastSeq: map[string]uint64{}, stop: make(chan struct{}), maxBytes: MaxSnapshotBytes,
 	}
 	src.setupInformers(sel)
 	return src, nil
@@ -345,12 +346,12 @@ func (s *Source) fetch(ctx context.Context, addr string) (*api.Snapshot, error) 
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
 		return nil, fmt.Errorf("GET /v1/snapshot: %s: %s", resp.Status, strings.TrimSpace(string(msg)))
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxSnapshotBytes+1))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, s.maxBytes+1))
 	if err != nil {
 		return nil, err
 	}
-	if len(body) > MaxSnapshotBytes {
-		return nil, fmt.Errorf("snapshot larger than %d bytes", MaxSnapshotBytes)
+	if int64(len(body)) > s.maxBytes {
+		return nil, fmt.Errorf("snapshot larger than %d bytes", s.maxBytes)
 	}
 	var snap api.Snapshot
 	if err := json.Unmarshal(body, &snap); err != nil {
