@@ -34,10 +34,14 @@ func (d *Datasource) buildMux() {
 	d.mux = datasource.NewQueryTypeMux()
 	d.handle("serviceMap", d.serviceMap)
 	d.handle("edgeMetrics", d.edgeMetrics)
+	d.handle("impact", d.impact)
+	d.handle("changes", d.changes)
+	d.handle("drift", d.drift)
+	d.handle("deployAnnotations", d.deployAnnotations)
 	d.mux.HandleFunc("", func(ctx context.Context, req *backend.QueryDataRequest) (*backend.QueryDataResponse, error) {
 		resp := backend.NewQueryDataResponse()
 		for _, q := range req.Queries {
-			resp.Responses[q.RefID] = badRequest("unknown queryType %q (want serviceMap, edgeMetrics)", q.QueryType)
+			resp.Responses[q.RefID] = badRequest("unknown queryType %q (want serviceMap, edgeMetrics, impact, changes, drift or deployAnnotations)", q.QueryType)
 		}
 		return resp, nil
 	})
