@@ -169,10 +169,28 @@ func TestSourceAgainstRealAPIServer(t *testing.T) {
 	admin := kubernetes.NewForConfigOrDie(kc.AdminConfig())
 	c := &cluster{t: t, ctx: ctx, admin: admin}
 
+	// Without the binding, the restricted user can do nothing: Check and
+	// the informers' sync say what is refused.
+	preJSON, _ := json.Marshal(map[string]any{"kubernetes": map[string]any{
+		"enabled": true, "mode": "url", "apiServerUrl": kc.URL(), "namespaces": []string{"shop"}}})
+	preSettings, err := config.Parse(preJSON, map[string]string{"kubeToken": kc.RestrictedToken(), "kubeCACert": string(kc.CACertPEM())})
+	c.must(err)
+	pre, err := New(preSettings, store.New(store.Options{Retention: time.Hour}), log.DefaultLogger)
+	c.must(err)
+	if err := pre.Check(ctx); err == nil || !apierrors.IsForbidden(errors.Unwrap(err)) || !strings.Contains(err.Error(), "services") {
+		t.Errorf("Check without RBAC = %v, want forbidden listing services", err)
+	}
+	preCtx, preCancel := context.WithTimeout(ctx, 2*time.Second)
+	if err := pre.WaitForSync(preCtx); err == nil || !strings.Contains(err.Error(), "services in namespace shop") || !strings.Contains(err.Error(), "nodes") {
+		t.Errorf("WaitForSync without RBAC = %v, want the unsynced informers named", err)
+	}
+	preCancel()
+	pre.Close()
+
 	// Least privilege: the ClusterRole from the manifest, bound to the
 	// restricted user.
 	cr := pluginClusterRole(t)
-	_, err := admin.RbacV1().ClusterRoles().Create(ctx, cr, metav1.CreateOptions{})
+	_, err = admin.RbacV1().ClusterRoles().Create(ctx, cr, metav1.CreateOptions{})
 	c.must(err)
 	_, err = admin.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: "servicemap-plugin-test"},
@@ -343,6 +361,45 @@ func TestSourceAgainstRealAPIServer(t *testing.T) {
 		t.Errorf("oversized snapshot: refresh error = %v", err)
 	}
 	src.maxBytes = MaxSnapshotBytes
+
+	// Run, as the plugin runs it: a second source with only the discovered
+	// agent reports success on its own schedule and stops with its context.
+	runJSON, _ := json.Marshal(map[string]any{
+		"refreshIntervalSeconds": 1,
+		"kubernetes": map[string]any{
+			"enabled": true, "mode": "url", "apiServerUrl": kc.URL(), "namespaces": []string{ns},
+			"agentNamespace": agentNS, "agentPort": mustAtoi(hsPort),
+		},
+	})
+	runSettings, err := config.Parse(runJSON, map[string]string{
+		"kubeToken": kc.RestrictedToken(), "kubeCACert": string(kc.CACertPEM()), "agentToken": "agent-secret",
+	})
+	c.must(err)
+	runStore := store.New(store.Options{Retention: time.Hour})
+	runSrc, err := New(runSettings, runStore, log.DefaultLogger)
+	c.must(err)
+	runCtx, runCancel := context.WithCancel(ctx)
+	runDone := make(chan struct{})
+	go func() { runSrc.Run(runCtx); close(runDone) }()
+	eventually(t, "Run reports success", func() error {
+		sts := runStore.Statuses()
+		if len(sts) != 1 || sts[0].Stale() || sts[0].LastSuccess.IsZero() {
+			return fmt.Errorf("statuses = %+v", sts)
+		}
+		edges, _ := runStore.Snapshot(snap.TakenAt.Add(-time.Minute), snap.TakenAt.Add(time.Minute), model.SourceNetwork)
+		if len(edges) != 2 {
+			return fmt.Errorf("%d edges", len(edges))
+		}
+		return nil
+	})
+	t.Logf("Run status: %s", runStore.Statuses()[0].Detail)
+	runCancel()
+	select {
+	case <-runDone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	runSrc.Close()
 
 	// NetworkPolicies through the informers: declared edges.
 	_, err = admin.NetworkingV1().NetworkPolicies(ns).Create(ctx, &networkingv1.NetworkPolicy{

@@ -55,6 +55,7 @@ type Source struct {
 	cluster   informers.SharedInformerFactory   // nodes and namespaces
 	agents    informers.SharedInformerFactory   // agent pods (nil without agentNamespace)
 	synced    []cache.InformerSynced
+	names     []string // what each synced entry watches, for error messages
 
 	mu      sync.Mutex // one refresh at a time
 	lastSeq map[string]uint64
@@ -132,29 +133,34 @@ func (s *Source) setupInformers(agentSelector string) {
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
 	}
+	add := func(name string, inf cache.SharedIndexInformer) {
+		s.names = append(s.names, name)
+		s.synced = append(s.synced, inf.HasSynced)
+	}
 	for _, ns := range namespaces {
 		f := informers.NewSharedInformerFactoryWithOptions(s.client, 0, informers.WithNamespace(ns))
 		s.factories = append(s.factories, f)
-		for _, inf := range []cache.SharedIndexInformer{
-			f.Core().V1().Services().Informer(),
-			f.Discovery().V1().EndpointSlices().Informer(),
-			f.Core().V1().Pods().Informer(),
-			f.Apps().V1().ReplicaSets().Informer(),
-			f.Apps().V1().Deployments().Informer(),
-			f.Apps().V1().StatefulSets().Informer(),
-			f.Apps().V1().DaemonSets().Informer(),
-			f.Networking().V1().NetworkPolicies().Informer(),
-		} {
-			s.synced = append(s.synced, inf.HasSynced)
+		where := " in namespace " + ns
+		if ns == metav1.NamespaceAll {
+			where = " in all namespaces"
 		}
+		add("services"+where, f.Core().V1().Services().Informer())
+		add("endpointslices"+where, f.Discovery().V1().EndpointSlices().Informer())
+		add("pods"+where, f.Core().V1().Pods().Informer())
+		add("replicasets"+where, f.Apps().V1().ReplicaSets().Informer())
+		add("deployments"+where, f.Apps().V1().Deployments().Informer())
+		add("statefulsets"+where, f.Apps().V1().StatefulSets().Informer())
+		add("daemonsets"+where, f.Apps().V1().DaemonSets().Informer())
+		add("networkpolicies"+where, f.Networking().V1().NetworkPolicies().Informer())
 	}
 	s.cluster = informers.NewSharedInformerFactory(s.client, 0)
-	s.synced = append(s.synced, s.cluster.Core().V1().Nodes().Informer().HasSynced, s.cluster.Core().V1().Namespaces().Informer().HasSynced)
+	add("nodes", s.cluster.Core().V1().Nodes().Informer())
+	add("namespaces", s.cluster.Core().V1().Namespaces().Informer())
 	if s.settings.Kube.AgentNamespace != "" {
 		s.agents = informers.NewSharedInformerFactoryWithOptions(s.client, 0,
 			informers.WithNamespace(s.settings.Kube.AgentNamespace),
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = agentSelector }))
-		s.synced = append(s.synced, s.agents.Core().V1().Pods().Informer().HasSynced)
+		add("agent pods in namespace "+s.settings.Kube.AgentNamespace, s.agents.Core().V1().Pods().Informer())
 	}
 }
 
@@ -185,7 +191,13 @@ func (s *Source) Start() {
 func (s *Source) WaitForSync(ctx context.Context) error {
 	s.Start()
 	if !cache.WaitForCacheSync(ctx.Done(), s.synced...) {
-		return fmt.Errorf("kubernetes informers did not sync: %w", context.Cause(ctx))
+		var missing []string
+		for i, ok := range s.synced {
+			if !ok() {
+				missing = append(missing, s.names[i])
+			}
+		}
+		return fmt.Errorf("kubernetes informers did not sync (%s; check the RBAC in deploy/plugin-rbac.yaml): %w", strings.Join(missing, ", "), context.Cause(ctx))
 	}
 	return nil
 }
@@ -363,22 +375,41 @@ func (s *Source) fetch(ctx context.Context, addr string) (*api.Snapshot, error) 
 	return &snap, nil
 }
 
-// Check verifies that the API server answers and lets us list what we watch.
+// Check verifies that the API server answers and that every resource the
+// informers watch may be listed; the error names the first one refused.
 func (s *Source) Check(ctx context.Context) error {
 	namespaces := s.settings.Kube.Namespaces
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
 	}
+	one := metav1.ListOptions{Limit: 1}
+	type lister struct {
+		what string
+		list func(ns string) error
+	}
+	c := s.client
+	namespaced := []lister{
+		{"services", func(ns string) error { _, err := c.CoreV1().Services(ns).List(ctx, one); return err }},
+		{"endpointslices", func(ns string) error { _, err := c.DiscoveryV1().EndpointSlices(ns).List(ctx, one); return err }},
+		{"pods", func(ns string) error { _, err := c.CoreV1().Pods(ns).List(ctx, one); return err }},
+		{"replicasets", func(ns string) error { _, err := c.AppsV1().ReplicaSets(ns).List(ctx, one); return err }},
+		{"deployments", func(ns string) error { _, err := c.AppsV1().Deployments(ns).List(ctx, one); return err }},
+		{"statefulsets", func(ns string) error { _, err := c.AppsV1().StatefulSets(ns).List(ctx, one); return err }},
+		{"daemonsets", func(ns string) error { _, err := c.AppsV1().DaemonSets(ns).List(ctx, one); return err }},
+		{"networkpolicies", func(ns string) error { _, err := c.NetworkingV1().NetworkPolicies(ns).List(ctx, one); return err }},
+	}
 	for _, ns := range namespaces {
-		if _, err := s.client.CoreV1().Services(ns).List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
-			return fmt.Errorf("kubernetes: listing services in %q: %w", ns, err)
+		for _, l := range namespaced {
+			if err := l.list(ns); err != nil {
+				return fmt.Errorf("kubernetes: listing %s in %q: %w", l.what, ns, err)
+			}
 		}
-		if _, err := s.client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
-			return fmt.Errorf("kubernetes: listing endpointslices in %q: %w", ns, err)
-		}
-		if _, err := s.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
-			return fmt.Errorf("kubernetes: listing pods in %q: %w", ns, err)
-		}
+	}
+	if _, err := c.CoreV1().Nodes().List(ctx, one); err != nil {
+		return fmt.Errorf("kubernetes: listing nodes: %w", err)
+	}
+	if _, err := c.CoreV1().Namespaces().List(ctx, one); err != nil {
+		return fmt.Errorf("kubernetes: listing namespaces: %w", err)
 	}
 	return nil
 }
