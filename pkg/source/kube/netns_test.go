@@ -1,0 +1,220 @@
+package kube
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/livemap/servicemap/pkg/agent"
+	"github.com/livemap/servicemap/pkg/agent/api"
+	"github.com/livemap/servicemap/pkg/model"
+	"github.com/livemap/servicemap/pkg/store"
+)
+
+func sh(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %v\n%s", args, err, out)
+	}
+}
+
+// inNetNS runs fn on an OS thread switched into the named namespace; sockets
+// made by fn stay in it.
+func inNetNS(t *testing.T, name string, fn func() error) {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		ns, err := netns.GetFromName(name)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer ns.Close()
+		if err := netns.Set(ns); err != nil {
+			errc <- err
+			return
+		}
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			errc <- errors.Join(ferr, err) // thread stays locked and is dropped
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRealAgentThroughClusterIP runs the real node agent over two real
+// network namespaces ("pods" joined by a veth pair). The client namespace
+// DNATs a ClusterIP to the server pod with iptables, as kube-proxy does, so
+// the client's socket shows ClusterIP:80 and the server's podIP:8080. One
+// long-lived connection seen from both ends must be one connection on one
+// edge; three short connections closed by the client count as closed
+// births.
+func TestRealAgentThroughClusterIP(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for network namespaces")
+	}
+	for _, bin := range []string{"ip", "iptables"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("needs %s", bin)
+		}
+	}
+	var rb [5]byte
+	rand.Read(rb[:])
+	base := fmt.Sprintf("smk%d-%s", os.Getpid(), hex.EncodeToString(rb[:4]))
+	subnet := int(rb[4])%200 + 10
+	cliNS, srvNS := base+"-a", base+"-b"
+	cliIP, srvIP := fmt.Sprintf("10.245.%d.2", subnet), fmt.Sprintf("10.245.%d.3", subnet)
+	const clusterIP = "10.96.55.10"
+	for _, n := range []string{cliNS, srvNS} {
+		sh(t, "ip", "netns", "add", n)
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", n).Run() })
+	}
+	sh(t, "ip", "-n", cliNS, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", srvNS)
+	for n, ip := range map[string]string{cliNS: cliIP, srvNS: srvIP} {
+		sh(t, "ip", "-n", n, "link", "set", "lo", "up")
+		sh(t, "ip", "-n", n, "link", "set", "eth0", "up")
+		sh(t, "ip", "-n", n, "addr", "add", ip+"/24", "dev", "eth0")
+		sh(t, "ip", "-n", n, "route", "add", "default", "dev", "eth0")
+	}
+	sh(t, "ip", "netns", "exec", cliNS, "iptables", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", clusterIP, "--dport", "80",
+		"-j", "DNAT", "--to-destination", srvIP+":8080")
+	// A process in each namespace, so the agent finds it walking /proc.
+	for _, n := range []string{cliNS, srvNS} {
+		var want syscall.Stat_t
+		if err := syscall.Stat("/run/netns/"+n, &want); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("ip", "netns", "exec", n, "sleep", "600")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			var st syscall.Stat_t
+			if syscall.Stat(fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid), &st) == nil && st.Ino == want.Ino {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("sleep did not enter %s", n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+
+	var ln net.Listener
+	inNetNS(t, srvNS, func() (err error) { ln, err = net.Listen("tcp", ":8080"); return err })
+	t.Cleanup(func() { ln.Close() })
+	closed := make(chan struct{}, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(io.Discard, c); c.Close(); closed <- struct{}{} }()
+		}
+	}()
+	dial := func() net.Conn {
+		var c net.Conn
+		inNetNS(t, cliNS, func() (err error) {
+			c, err = net.DialTimeout("tcp", clusterIP+":80", 5*time.Second)
+			return err
+		})
+		return c
+	}
+	long := dial()
+	t.Cleanup(func() { long.Close() })
+
+	ag := agent.New(agent.Config{Node: "node-a", PollInterval: time.Second})
+	ag.Poll() // baseline: closed births are counted from the next poll
+	for i := 0; i < 3; i++ {
+		c := dial()
+		c.Close() // the client closes first and keeps the TIME_WAIT
+		select {
+		case <-closed:
+		case <-time.After(5 * time.Second):
+			t.Fatal("server did not see the short connection close")
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // the client's final ACK state settles
+	snap := ag.Poll()
+
+	// The cluster as the informers would show it.
+	cliPod := pod("shop", "frontend-1", "uid-fe", cliIP, map[string]string{"app": "frontend"}, "")
+	srvPod := pod("shop", "checkout-1", "uid-co", srvIP, map[string]string{"app": "checkout"}, "")
+	x := BuildIndex(Objects{
+		Services: []*corev1.Service{
+			svc("shop", "checkout", clusterIP, map[string]string{"app": "checkout"}, corev1.ServicePort{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}),
+			svc("shop", "frontend", "10.96.55.11", map[string]string{"app": "frontend"}, corev1.ServicePort{Name: "http", Port: 80, TargetPort: intstr.FromInt32(3000)}),
+		},
+		EndpointSlices: []*discoveryv1.EndpointSlice{
+			slice("shop", "checkout", []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr(int32(8080))}}, srvPod),
+			slice("shop", "frontend", []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr(int32(3000))}}, cliPod),
+		},
+		Pods: []*corev1.Pod{cliPod, srvPod},
+	}, nil)
+
+	// Show what the agent really saw in the two namespaces.
+	var mine []api.Namespace
+	for _, ns := range snap.Namespaces {
+		for _, ip := range ns.IPs {
+			if ip == cliIP || ip == srvIP {
+				mine = append(mine, ns)
+				for _, c := range ns.Connections {
+					t.Logf("%s: %s:%d -> %s:%d %s %s new=%v", ip, c.Local.IP, c.Local.Port, c.Remote.IP, c.Remote.Port, c.State, c.Direction, c.New)
+				}
+				for _, f := range ns.Closed {
+					t.Logf("%s: closed %s %s -> %s:%d x%d", ip, f.Direction, f.Local.IP, f.Remote.IP, f.Remote.Port, f.ClosedSinceLastPoll)
+				}
+			}
+		}
+	}
+	if len(mine) != 2 {
+		t.Fatalf("agent saw %d of the 2 test namespaces", len(mine))
+	}
+	st := store.New(store.Options{Retention: time.Hour})
+	b := store.NewBatch(model.SourceNetwork)
+	cs := AddSnapshots(b, x, []*api.Snapshot{{SchemaVersion: 1, TakenAt: snap.TakenAt, Namespaces: mine}})
+	st.Apply(b)
+	t.Logf("convert stats: %+v", cs)
+	edges, _ := st.Snapshot(snap.TakenAt.Add(-time.Minute), snap.TakenAt.Add(time.Minute), model.SourceNetwork)
+	if len(edges) != 1 || edges[0].Key != (model.EdgeKey{Source: "frontend", Target: "checkout"}) {
+		t.Fatalf("edges = %+v, want only frontend->checkout", edges)
+	}
+	if got := edges[0].Stats.Connections; got != 4 {
+		t.Errorf("frontend->checkout connections = %d, want 4 (1 long-lived seen from both ends + 3 closed births)", got)
+	}
+	if cs.Duplicates != 1 || cs.ClosedBirths != 3 {
+		t.Errorf("stats = %+v, want 1 duplicate (server side of the long connection) and 3 closed births", cs)
+	}
+	if edges[0].Info.Protocol != "HTTP" {
+		t.Errorf("protocol = %q, want HTTP", edges[0].Info.Protocol)
+	}
+}
