@@ -217,4 +217,38 @@ func TestRealAgentThroughClusterIP(t *testing.T) {
 	if edges[0].Info.Protocol != "HTTP" {
 		t.Errorf("protocol = %q, want HTTP", edges[0].Info.Protocol)
 	}
+
+	// The edge dies: the long connection closes (seen ESTABLISHED before, so
+	// not a birth) and no new one opens. The TIME_WAIT rows still in the
+	// table must not keep the edge alive.
+	long.Close()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("server did not see the long connection close")
+	}
+	time.Sleep(50 * time.Millisecond)
+	snap3 := ag.Poll()
+	var mine3 []api.Namespace
+	timeWaits := 0
+	for _, ns := range snap3.Namespaces {
+		for _, ip := range ns.IPs {
+			if ip == cliIP || ip == srvIP {
+				mine3 = append(mine3, ns)
+				for _, c := range ns.Connections {
+					if c.State == "TIME_WAIT" {
+						timeWaits++
+					}
+				}
+			}
+		}
+	}
+	if timeWaits < 3 {
+		t.Fatalf("expected the TIME_WAIT rows to still be in the table, saw %d", timeWaits)
+	}
+	b3 := store.NewBatch(model.SourceNetwork)
+	cs3 := AddSnapshots(b3, x, []*api.Snapshot{{SchemaVersion: 1, TakenAt: snap3.TakenAt, Namespaces: mine3}})
+	if b3.Len() != 0 {
+		t.Errorf("a dead edge with only TIME_WAIT rows recorded %d cells (stats %+v)", b3.Len(), cs3)
+	}
 }
