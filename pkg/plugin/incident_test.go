@@ -132,6 +132,10 @@ func TestImpactOfCheckout(t *testing.T) {
 	if one.Error != nil || len(one.Frames) != 1 || one.Frames[0].Name != "recovery_order" {
 		t.Fatalf("frame selection: %v, %d frames", one.Error, len(one.Frames))
 	}
+	graph := h.query(t, q("C", "impact", testNow.Add(-time.Hour), testNow, `{"service":"checkout","frame":"nodes, edges"}`)).Responses["C"]
+	if graph.Error != nil || len(graph.Frames) != 2 || graph.Frames[0].Name != "nodes" || graph.Frames[1].Name != "edges" {
+		t.Fatalf("frame selection of the graph: %v, %d frames", graph.Error, len(graph.Frames))
+	}
 }
 
 func TestIncidentBadInputStaysOnItsQuery(t *testing.T) {

@@ -71,23 +71,31 @@ func (d *Datasource) wholeGraph(from, to time.Time, query Query) (*model.Graph, 
 	return model.Build(from, to, edges, infos, d.settings.SLOs), nil
 }
 
-// selectFrames keeps only the frame named by the optional "frame" field of
-// the query JSON, so one dashboard panel can show one table of a
-// multi-frame answer. Without it every frame is returned.
+// selectFrames keeps only the frames named by the optional "frame" field of
+// the query JSON (one name, or several separated by commas), so a dashboard
+// panel can show one table of a multi-frame answer. Without it every frame
+// is returned.
 func selectFrames(q backend.DataQuery, all data.Frames) backend.DataResponse {
 	var sel struct {
 		Frame string `json:"frame"`
 	}
 	_ = json.Unmarshal(q.JSON, &sel) // already parsed once as a Query: well-formed
-	if sel.Frame == "" {
+	if strings.TrimSpace(sel.Frame) == "" {
 		return backend.DataResponse{Frames: all}
 	}
+	byName := make(map[string]*data.Frame, len(all))
 	names := make([]string, 0, len(all))
 	for _, f := range all {
-		if f.Name == sel.Frame {
-			return backend.DataResponse{Frames: data.Frames{f}}
-		}
+		byName[f.Name] = f
 		names = append(names, f.Name)
 	}
-	return badRequest("unknown frame %q (this query returns %s)", sel.Frame, strings.Join(names, ", "))
+	var out data.Frames
+	for _, name := range strings.Split(sel.Frame, ",") {
+		f, ok := byName[strings.TrimSpace(name)]
+		if !ok {
+			return badRequest("unknown frame %q (this query returns %s)", strings.TrimSpace(name), strings.Join(names, ", "))
+		}
+		out = append(out, f)
+	}
+	return backend.DataResponse{Frames: out}
 }
