@@ -30,11 +30,15 @@ import (
 // runner satisfies the harness's test interface for a plain program.
 type runner struct{ cleanups []func() }
 
-func (r *runner) Helper()                           {}
-func (r *runner) Logf(format string, args ...any)   { fmt.Fprintf(os.Stderr, format+"\n", args...) }
-func (r *runner) Cleanup(f func())                  { r.cleanups = append(r.cleanups, f) }
-func (r *runner) Fatal(args ...any)                 { r.Fatalf("%s", fmt.Sprint(args...)) }
-func (r *runner) Fatalf(format string, args ...any) { r.stop(); fmt.Fprintf(os.Stderr, format+"\n", args...); os.Exit(1) }
+func (r *runner) Helper()                         {}
+func (r *runner) Logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+func (r *runner) Cleanup(f func())                { r.cleanups = append(r.cleanups, f) }
+func (r *runner) Fatal(args ...any)               { r.Fatalf("%s", fmt.Sprint(args...)) }
+func (r *runner) Fatalf(format string, args ...any) {
+	r.stop()
+	fmt.Fprintf(os.Stderr, format+"\n", args...)
+	os.Exit(1)
+}
 func (r *runner) stop() {
 	for i := len(r.cleanups) - 1; i >= 0; i-- {
 		r.cleanups[i]()
@@ -220,26 +224,38 @@ func str(f *data.Frame, name string, i int) string {
 	}
 }
 
-var health = map[string]string{"#73BF69": "green", "#FADE2A": "yellow", "#F2495C": "red", "#8e8e8e": "grey"}
+// column is one printed column: a header, the frame field and a width
+// (negative: left-aligned).
+type column struct {
+	header, field string
+	width         int
+}
 
-func printNodes(f *data.Frame) {
-	fmt.Println("NODES (what the Node Graph panel draws)")
-	fmt.Printf("%-28s %-10s %10s %10s %9s  %s\n", "service", "kind", "req/s", "p99 ms", "errors", "health")
+func printTable(title string, f *data.Frame, cols []column) {
+	fmt.Println(title)
+	for _, c := range cols {
+		fmt.Printf("%*s ", c.width, c.header)
+	}
+	fmt.Println()
 	for i := 0; i < f.Rows(); i++ {
-		fmt.Printf("%-28s %-10s %10s %10s %9s  %s\n", str(f, "id", i), str(f, "detail__kind", i), str(f, "mainstat", i),
-			str(f, "secondarystat", i), str(f, "detail__error_rate", i), health[str(f, "color", i)])
+		for _, c := range cols {
+			fmt.Printf("%*s ", c.width, str(f, c.field, i))
+		}
+		fmt.Println()
 	}
 	fmt.Println()
 }
 
+func printNodes(f *data.Frame) {
+	printTable("NODES (what the Node Graph panel draws)", f, []column{
+		{"service", "id", -28}, {"kind", "detail__kind", -10}, {"req/s", "mainstat", 10},
+		{"p99 ms", "secondarystat", 10}, {"errors", "detail__error_rate", 9}, {"health", "detail__health", -8}})
+}
+
 func printEdges(f *data.Frame) {
-	fmt.Println("EDGES")
-	fmt.Printf("%-50s %-10s %8s %9s %9s  %s\n", "caller -> callee", "protocol", "req/s", "errors", "p99 ms", "health")
-	for i := 0; i < f.Rows(); i++ {
-		fmt.Printf("%-50s %-10s %8s %9s %9s  %s\n", str(f, "id", i), str(f, "detail__protocol", i), str(f, "mainstat", i),
-			str(f, "detail__error_rate", i), str(f, "detail__p99_latency_ms", i), health[str(f, "color", i)])
-	}
-	fmt.Println()
+	printTable("EDGES", f, []column{
+		{"caller -> callee", "id", -50}, {"protocol", "detail__protocol", -10}, {"req/s", "mainstat", 8},
+		{"errors", "detail__error_rate", 9}, {"p99 ms", "detail__p99_latency_ms", 9}, {"health", "detail__health", -8}})
 }
 
 func printAlert(f *data.Frame) {

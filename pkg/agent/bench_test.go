@@ -7,14 +7,13 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
+	testnetns "github.com/livemap/servicemap/internal/testenv/netns"
 )
 
 // Benchmarks on 20,000 real sockets: 10,000 connected pairs on loopback
@@ -93,7 +92,7 @@ func newBenchFixture() (*benchFixture, error) {
 	stdin, _ := helper.StdinPipe()
 	stdout, _ := helper.StdoutPipe()
 	helper.Stderr = os.Stderr
-	if err := inNSErr(f.ns, helper.Start); err != nil {
+	if err := testnetns.Do(f.ns, helper.Start); err != nil {
 		return f, err
 	}
 	f.cleanup = append(f.cleanup, func() { stdin.Close(); helper.Process.Kill(); helper.Wait() })
@@ -107,7 +106,7 @@ func newBenchFixture() (*benchFixture, error) {
 			c.Close()
 		}
 	})
-	err = inNSErr(f.ns, func() error {
+	err = testnetns.Do(f.ns, func() error {
 		for i := 0; i < benchPairs; i++ {
 			c, err := net.Dial("tcp4", "127.0.0.1:7000")
 			if err != nil {
@@ -168,37 +167,6 @@ func benchHelper() {
 		fmt.Println("accepted")
 	}
 	os.Exit(0)
-}
-
-func inNSErr(name string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.GetFromName(name)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer ns.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- err
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- err
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
 }
 
 // cpuMeter reports process CPU time per op.
@@ -280,7 +248,7 @@ func BenchmarkSSTanH(b *testing.B) {
 		cmd := exec.Command("ss", "-tanH")
 		cmd.Stdout = &out
 		// Fork from a thread inside the namespace: the child inherits it.
-		if err := inNSErr(f.ns, cmd.Start); err != nil {
+		if err := testnetns.Do(f.ns, cmd.Start); err != nil {
 			b.Fatal(err)
 		}
 		if err := cmd.Wait(); err != nil {

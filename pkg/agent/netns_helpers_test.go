@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
+	testnetns "github.com/livemap/servicemap/internal/testenv/netns"
 )
 
 // This file builds "pods" for the tests: network namespaces on a bridge
@@ -164,39 +162,10 @@ func (tn *testNet) startProcess(t testing.TB, p *testPod) {
 	p.pids = append(p.pids, cmd.Process.Pid)
 }
 
-// inNS runs fn on an OS thread switched into the named namespace. Sockets
-// created by fn stay in that namespace.
+// inNS runs fn inside the named namespace; sockets created by fn stay there.
 func inNS(t testing.TB, name string, fn func() error) {
 	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// Do not unlock: if restoring fails the runtime drops the thread.
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.GetFromName(name)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer ns.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- err
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	if err := <-errc; err != nil {
+	if err := testnetns.Do(name, fn); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -4,8 +4,6 @@
 package frames
 
 import (
-	"fmt"
-
 	"github.com/grafana/grafana-plugin-sdk-go/data"
 )
 
@@ -80,5 +78,3 @@ func notices(texts []string) []data.Notice {
 	}
 	return out
 }
-
-func fmtFloat(v float64) string { return fmt.Sprintf("%g", v) }

@@ -14,9 +14,6 @@ type Column struct {
 	Values              any
 }
 
-// Col is a column without a display name or unit.
-func Col(name string, values any) Column { return Column{Name: name, Values: values} }
-
 // Table is a frame the Table panel prefers, named and tagged with the
 // query's refId. Warnings become notices on it.
 func Table(name, refID string, warnings []string, cols ...Column) *data.Frame {
@@ -33,9 +30,6 @@ func Table(name, refID string, warnings []string, cols ...Column) *data.Frame {
 	f.Meta = &data.FrameMeta{PreferredVisualization: data.VisTypeTable, Notices: notices(warnings)}
 	return f
 }
-
-// Optional is a measured value or nil when there is nothing to say (NaN, Inf).
-func Optional(v float64) *float64 { return optional(v) }
 
 // AnnotationEvent is one annotation: a point in time, or a region when End
 // is set.

@@ -181,14 +181,3 @@ func (g *Graph) Focus(service, namespace string, up, down int) *Graph {
 	walk(down, func(n int) []int { return g.Out[n] }, func(e *Edge) string { return e.Key.Target })
 	return g.Subgraph(func(n *Node) bool { return keep[g.index[n.ID()]] })
 }
-
-// FilterEdges keeps edges seen by at least one of the sources.
-func FilterEdges(edges []*Edge, sources Source) []*Edge {
-	out := edges[:0:0]
-	for _, e := range edges {
-		if e.Sources&sources != 0 {
-			out = append(out, e)
-		}
-	}
-	return out
-}

@@ -59,10 +59,9 @@ var (
 	_ instancemgmt.InstanceDisposer = (*Datasource)(nil)
 )
 
-// Options let tests and the demo inject a clock or extra sources.
+// Options let tests inject a clock.
 type Options struct {
-	Now          func() time.Time
-	ExtraSources func(s *config.Settings, st *store.Store) ([]Source, error)
+	Now func() time.Time
 }
 
 // NewDatasource is the instance factory given to datasource.Manage.
@@ -110,15 +109,6 @@ func NewDatasourceWithOptions(_ context.Context, settings backend.DataSourceInst
 		}
 		src.SetClock(opts.Now)
 		d.sources = append(d.sources, src)
-	}
-	if opts.ExtraSources != nil {
-		extra, err := opts.ExtraSources(s, d.store)
-		if err != nil {
-			d.closeSources()
-			d.settingErr = err
-			return d, nil
-		}
-		d.sources = append(d.sources, extra...)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel

@@ -89,7 +89,7 @@ func badRequest(format string, args ...any) backend.DataResponse {
 	return backend.ErrDataResponse(backend.StatusBadRequest, fmt.Sprintf(format, args...))
 }
 
-// sources parses the query's source filter.
+// sourceSet parses the query's source filter.
 func (q Query) sourceSet() (model.Source, error) { return model.ParseSources(q.Sources) }
 
 // QueryData routes each query by its queryType.

@@ -39,11 +39,6 @@ func mustMapping() *mapping.LogarithmicMapping {
 	return m
 }
 
-var (
-	minIndex = indexMapping.Index(MinMs)
-	maxIndex = indexMapping.Index(MaxMs)
-)
-
 // Latency is a histogram of latencies in milliseconds. The zero value is an
 // empty histogram ready to use. It is not safe for concurrent use.
 type Latency struct {
@@ -270,6 +265,3 @@ func (l *Latency) Clone() *Latency {
 func (l *Latency) String() string {
 	return fmt.Sprintf("latency{n=%d bins=%d p50=%.3g p99=%.3g}", l.n, l.bins(), l.Quantile(0.5), l.Quantile(0.99))
 }
-
-// IndexRange reports the smallest and largest possible bin index.
-func IndexRange() (lo, hi int32) { return int32(minIndex), int32(maxIndex) }

@@ -5,6 +5,7 @@
 package store
 
 import (
+	"maps"
 	"sync"
 	"time"
 
@@ -131,11 +132,7 @@ func (s *Store) Snapshot(from, to time.Time, sources model.Source) ([]*model.Edg
 	for _, e := range found {
 		edges = append(edges, e)
 	}
-	nodes := make(map[string]model.NodeInfo, len(s.nodes))
-	for id, n := range s.nodes {
-		nodes[id] = n
-	}
-	return edges, nodes
+	return edges, maps.Clone(s.nodes)
 }
 
 // Windows returns each edge's stats in consecutive windows [from+i*step,
@@ -240,10 +237,7 @@ func sourceSlot(src model.Source) int {
 func (s *Store) Nodes() map[string]model.NodeInfo {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	out := make(map[string]model.NodeInfo, len(s.nodes))
-	for id, n := range s.nodes {
-		out[id] = n
-	}
+	out := maps.Clone(s.nodes)
 	for k := range s.series {
 		for _, id := range []string{k.edge.Source, k.edge.Target} {
 			if _, ok := out[id]; !ok {

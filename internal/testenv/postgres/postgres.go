@@ -153,9 +153,6 @@ func (s *Server) stop() {
 	}
 }
 
-// Host is the host part of Addr.
-func (s *Server) Host() string { h, _, _ := net.SplitHostPort(s.Addr); return h }
-
 // URL is a connection string for a database.
 func (s *Server) URL(database string) string {
 	mode := "disable"

@@ -3,18 +3,17 @@ package kube
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
+	testnetns "github.com/livemap/servicemap/internal/testenv/netns"
+
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -32,38 +31,10 @@ func sh(t *testing.T, args ...string) {
 	}
 }
 
-// inNetNS runs fn on an OS thread switched into the named namespace; sockets
-// made by fn stay in it.
+// inNetNS runs fn inside the named namespace; sockets made by fn stay there.
 func inNetNS(t *testing.T, name string, fn func() error) {
 	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.GetFromName(name)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer ns.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- err
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, err) // thread stays locked and is dropped
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	if err := <-errc; err != nil {
+	if err := testnetns.Do(name, fn); err != nil {
 		t.Fatal(err)
 	}
 }

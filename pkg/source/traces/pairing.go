@@ -115,7 +115,7 @@ type pending struct {
 }
 
 type orphan struct {
-	span    *Span
+	child   *pending
 	expires time.Time
 }
 
@@ -175,19 +175,18 @@ func (p *Pairer) Add(s *Span, b *store.Batch) {
 		if s.Kind.calleeSide() || s.Kind == KindUnspecified {
 			p.emit(b, model.UserNodeID, pe.service, s.Start, s.DurationMs, s.Failed, pe.protocol)
 		}
-	} else if parent, ok := p.recent[keyOf(s.TraceID, s.ParentSpanID)]; ok {
-		p.pair(parent, pe, b)
 	} else {
 		pk := keyOf(s.TraceID, s.ParentSpanID)
-		p.orphans[pk] = append(p.orphans[pk], orphan{span: s, expires: s.Start.Add(p.wait)})
+		if parent, ok := p.recent[pk]; ok {
+			p.pair(parent, pe, b)
+		} else {
+			p.orphans[pk] = append(p.orphans[pk], orphan{child: pe, expires: s.Start.Add(p.wait)})
+		}
 	}
 	if waiting, ok := p.orphans[k]; ok { // children that came first (clock skew, order)
 		delete(p.orphans, k)
 		for _, o := range waiting {
-			child := p.recent[keyOf(o.span.TraceID, o.span.SpanID)]
-			if child != nil {
-				p.pair(pe, child, b)
-			}
+			p.pair(pe, o.child, b)
 		}
 	}
 }

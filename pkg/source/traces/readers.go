@@ -21,6 +21,8 @@ type reader interface {
 	read(ctx context.Context, pool *pgxpool.Pool, from, to time.Time) (*store.Batch, error)
 	// requiredColumns names the table and columns CheckHealth verifies.
 	requiredColumns() (table string, columns []string)
+	// progress says what was read so far, for CheckHealth.
+	progress() string
 }
 
 func quoteTable(name string) string {
@@ -35,6 +37,10 @@ type callsReader struct {
 
 func (r *callsReader) requiredColumns() (string, []string) {
 	return r.table, []string{"timestamp", "parent_service", "child_service", "duration_ms", "status"}
+}
+
+func (r *callsReader) progress() string {
+	return fmt.Sprintf("%d rows without child_service skipped", r.Skipped)
 }
 
 func (r *callsReader) read(ctx context.Context, pool *pgxpool.Pool, from, to time.Time) (*store.Batch, error) {

@@ -116,18 +116,7 @@ func (s *Source) Refresh(ctx context.Context) error {
 }
 
 func (s *Source) detail() string {
-	d := "read up to " + s.watermark.UTC().Format(time.RFC3339)
-	switch r := s.reader.(type) {
-	case *spansReader:
-		p := r.pairer
-		d += fmt.Sprintf(", %d spans, %d calls, %d spans waiting to pair, %d server spans whose parent never arrived, %d client spans with no peer attributes",
-			p.Spans, p.Calls, p.Pending(), p.Unpaired, p.ClientsWithoutPeer)
-	case *callsReader:
-		d += fmt.Sprintf(", %d rows without child_service skipped", r.Skipped)
-	case *customReader:
-		d += fmt.Sprintf(", %d rows without child_service skipped", r.Skipped)
-	}
-	return d
+	return "read up to " + s.watermark.UTC().Format(time.RFC3339) + ", " + s.reader.progress()
 }
 
 // Check connects and verifies the table and its columns.

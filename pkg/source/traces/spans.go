@@ -24,6 +24,12 @@ func (r *spansReader) requiredColumns() (string, []string) {
 		"start_time", "duration_ns", "status_code", "attributes", "resource_attributes"}
 }
 
+func (r *spansReader) progress() string {
+	p := r.pairer
+	return fmt.Sprintf("%d spans, %d calls, %d spans waiting to pair, %d server spans whose parent never arrived, %d client spans with no peer attributes",
+		p.Spans, p.Calls, p.Pending(), p.Unpaired, p.ClientsWithoutPeer)
+}
+
 const spanColumns = `trace_id, span_id, COALESCE(parent_span_id, ''), service_name, COALESCE(span_kind, ''),
  start_time, duration_ns::float8 / 1e6, COALESCE(status_code, ''),
  COALESCE(attributes->>'peer.service', ''),
