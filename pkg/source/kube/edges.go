@@ -158,13 +158,8 @@ func AddSnapshots(b *store.Batch, x *Index, snaps []*api.Snapshot) ConvertStats 
 				st.TimeWait++
 				continue
 			}
-			rip, err := netip.ParseAddr(c.Remote.IP)
-			if err != nil {
-				continue
-			}
-			rip = rip.Unmap()
-			if rip.IsLoopback() || x.IsNode(rip) {
-				st.Noise++
+			rip, ok := inboundClient(c.Remote.IP, x, &st)
+			if !ok {
 				continue
 			}
 			k := connKey{netip.AddrPortFrom(rip, c.Remote.Port), c.Local.Port}
@@ -186,13 +181,8 @@ func AddSnapshots(b *store.Batch, x *Index, snaps []*api.Snapshot) ConvertStats 
 			if f.Direction != api.Inbound || f.ClosedSinceLastPoll <= 0 {
 				continue
 			}
-			rip, err := netip.ParseAddr(f.Remote.IP)
-			if err != nil {
-				continue
-			}
-			rip = rip.Unmap()
-			if rip.IsLoopback() || x.IsNode(rip) {
-				st.Noise++
+			rip, ok := inboundClient(f.Remote.IP, x, &st)
+			if !ok {
 				continue
 			}
 			client, ok := x.Resolve(rip, 0)
@@ -238,4 +228,20 @@ func (x *Index) localPod(ns *api.Namespace) *corev1.Pod {
 		}
 	}
 	return nil
+}
+
+// inboundClient parses the client address of an inbound row. Unparsable rows
+// are skipped; loopback and node addresses (kubelet probes, node-to-pod
+// traffic) are counted as noise.
+func inboundClient(ip string, x *Index, st *ConvertStats) (netip.Addr, bool) {
+	rip, err := netip.ParseAddr(ip)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	rip = rip.Unmap()
+	if rip.IsLoopback() || x.IsNode(rip) {
+		st.Noise++
+		return netip.Addr{}, false
+	}
+	return rip, true
 }
