@@ -13,6 +13,11 @@ npm run --silent lint
 npm run --silent test:ci
 
 echo "== backend: go vet, go test"
-go vet ./...
+# node_modules/flatted ships a Go package of its own; it is not ours to test
+mapfile -t pkgs < <(go list ./... | grep -v /node_modules/)
+go vet "${pkgs[@]}"
+# As root every real part can be started, so a test that would skip for lack
+# of one fails instead: a skip must never pass for a test that ran.
+if [[ "$(id -u)" == 0 ]]; then export SERVICEMAP_REQUIRE_REAL_PARTS=1; fi
 # one package at a time: the suites start servers and namespaces, and CI has 2 cores
-go test -p 1 -count=1 -timeout 45m ./...
+go test -p 1 -count=1 -timeout 45m "${pkgs[@]}"
