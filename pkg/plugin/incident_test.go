@@ -419,6 +419,7 @@ func TestChangesAroundAService(t *testing.T) {
 		q("c", "changes", hour, testNow, `{"service":"c"}`),
 		q("d", "changes", hour, testNow, `{"service":"d","baseline":"since","since":"2026-11-23T11:00:00Z"}`),
 		q("a0", "changes", hour, testNow, `{"service":"a","depthDown":0}`),
+		q("shop", "changes", hour, testNow, `{"namespace":"shop"}`), // b is the one service of namespace shop
 	)
 	for ref, want := range map[string][]string{
 		"b": {
@@ -428,6 +429,10 @@ func TestChangesAroundAService(t *testing.T) {
 		"c":  {"node|c|removed|", "edge|a->c|removed|"},
 		"d":  {"node|d|added|", "edge|a->d|added|"},
 		"a0": nil, // a alone: its own served traffic (none) did not change
+		"shop": {
+			"node|b|changed|error rate 0.0 % → 5.0 % (+5.0 pp)",
+			"edge|a->b|changed|error rate 0.0 % → 5.0 % (+5.0 pp)",
+		},
 	} {
 		dr := resp.Responses[ref]
 		if dr.Error != nil {
