@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -444,4 +445,70 @@ func TestChangesAroundAService(t *testing.T) {
 	c := resp.Responses["c"]
 	wantRows(t, frameByName(t, c, "nodes"), []string{"a|unchanged", "c|removed"}, "id", "detail__change")
 	wantRows(t, frameByName(t, c, "edges"), []string{"a->c|removed|6 3"}, "id", "detail__change", "strokeDasharray")
+}
+
+// Every query of the provisioned Incident dashboard is valid for the query
+// model and returns the frames its panel expects ($service = checkout).
+func TestIncidentDashboardQueries(t *testing.T) {
+	raw, err := os.ReadFile("../../provisioning/dashboards/incident.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string            `json:"title"`
+			Type    string            `json:"type"`
+			Targets []json.RawMessage `json:"targets"`
+		} `json:"panels"`
+		Annotations struct {
+			List []struct {
+				Target json.RawMessage `json:"target"`
+			} `json:"list"`
+		} `json:"annotations"`
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatal(err)
+	}
+	h := shopPlugin(t, nil)
+	checked := 0
+	ask := func(title string, target json.RawMessage) {
+		var head struct {
+			QueryType, Frame, Baseline string
+		}
+		_ = json.Unmarshal(target, &head)
+		model := strings.ReplaceAll(string(target), "$service", "checkout")
+		dr := h.query(t, q("A", head.QueryType, testNow.Add(-time.Hour), testNow, model)).Responses["A"]
+		checked++
+		if head.Baseline == baselineLastDeploy {
+			// the shop has no Kubernetes source: the panel says why it is empty
+			if dr.Error == nil || !strings.Contains(dr.Error.Error(), `the last deploy of "checkout" is unknown`) {
+				t.Errorf("%s: %v, want the unknown-deploy error", title, dr.Error)
+			}
+			return
+		}
+		if dr.Error != nil {
+			t.Errorf("%s: %v", title, dr.Error)
+			return
+		}
+		want := strings.ReplaceAll(head.Frame, " ", "")
+		if head.QueryType == "deployAnnotations" {
+			want = "annotations"
+		}
+		if got := frameNames(dr); want != "" && got != want {
+			t.Errorf("%s: frames %s, want %s", title, got, want)
+		}
+	}
+	for _, p := range dash.Panels {
+		for _, target := range p.Targets {
+			ask(p.Title, target)
+		}
+	}
+	for _, a := range dash.Annotations.List {
+		if len(a.Target) > 0 {
+			ask("annotation", a.Target)
+		}
+	}
+	if checked < 8 {
+		t.Errorf("only %d dashboard queries found", checked)
+	}
 }
