@@ -273,6 +273,8 @@ describe('query helpers', () => {
     expect(isValidSince('May 1, 2024')).toBe(false);
     expect(isValidSince('2024-05-01T12:00')).toBe(false);
     expect(isValidSince('2024-13-45')).toBe(false);
+    expect(isValidSince('2024-02-30')).toBe(false);
+    expect(isValidSince('2024-02-29T23:00:00Z')).toBe(true);
   });
 
   it('parseFrames splits the comma list and drops blanks', () => {

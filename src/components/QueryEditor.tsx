@@ -109,7 +109,13 @@ export function isValidSince(since: string | undefined): boolean {
   if (text.includes('$')) {
     return true;
   }
-  return (DATE.test(text) || RFC3339.test(text)) && !Number.isNaN(Date.parse(text));
+  if (!(DATE.test(text) || RFC3339.test(text)) || Number.isNaN(Date.parse(text))) {
+    return false;
+  }
+  // Date.parse rolls 2024-02-30 over to March; the backend refuses it
+  const [y, m, d] = text.slice(0, 10).split('-').map(Number);
+  const day = new Date(Date.UTC(y, m - 1, d));
+  return day.getUTCMonth() === m - 1 && day.getUTCDate() === d;
 }
 
 /** Splits the frame field into names; empty gives []. */
