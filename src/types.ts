@@ -35,11 +35,23 @@ export interface ServiceMapQuery extends DataQuery {
   sourceFilter?: string;
   /** edgeMetrics: only edges whose target is this service. */
   targetFilter?: string;
+  /**
+   * impact, changes, drift: only these frames, one name or a comma-separated list
+   * (see FRAMES_BY_TYPE). Absent returns every frame.
+   */
+  frame?: string;
   /** changes: what the current map is compared with. Default previousRange. */
   baseline?: BaselineMode;
-  /** changes: ISO date for baseline 'since'. */
+  /** changes, baseline 'since': an RFC 3339 time (2024-05-01T12:00:00Z) or a date (2024-05-01, midnight UTC). */
   since?: string;
 }
+
+/** The frames of the query types that answer with several, in answer order (pkg/plugin framesOf). */
+export const FRAMES_BY_TYPE: Partial<Record<QueryType, string[]>> = {
+  impact: ['nodes', 'edges', 'summary', 'dependents', 'root_cause', 'recovery_order'],
+  changes: ['changes', 'nodes', 'edges'],
+  drift: ['drift_summary', 'drift_edges'],
+};
 
 export const MIN_DEPTH = 0;
 export const MAX_DEPTH = 10;
@@ -109,7 +121,10 @@ export interface KubernetesSettings {
 
 export interface GatewaySettings {
   enabled: boolean;
+  /** SQL table of access-log rows. Default gateway_logs. */
   table?: string;
+  /** Base URLs of the agents next to the gateways (https://gw-1:9465). */
+  agents?: string[];
 }
 
 export interface ServiceMapOptions extends DataSourceJsonData {
@@ -143,6 +158,8 @@ export interface ServiceMapSecureJsonData {
   kubeToken?: string;
   kubeCACert?: string;
   agentToken?: string;
+  /** PEM of the CA that signed the agents' TLS certificates. */
+  agentCACert?: string;
 }
 
 export type SecureKey = keyof ServiceMapSecureJsonData;
@@ -163,6 +180,7 @@ export const DEFAULTS = {
   },
   traceLinkType: 'none' as TraceLinkType,
   kubernetesMode: 'inCluster' as KubernetesMode,
+  gatewayTable: 'gateway_logs',
 };
 
 /** One service as the backend resource `GET services` lists it. */

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -64,26 +66,48 @@ func wantRows(t *testing.T, f *data.Frame, want []string, fields ...string) {
 	}
 }
 
-func TestImpactOfCheckout(t *testing.T) {
+// shopPlugin serves the plugin on a freshly loaded shop (shopSettings plus
+// extra jsonData) and waits until the trace source has read it.
+func shopPlugin(t *testing.T, extra map[string]any) *harness {
+	t.Helper()
 	pg, db := loadShop(t)
 	js, sec := shopSettings(pg, db)
+	maps.Copy(js, extra)
 	h := serve(t, js, sec)
 	waitForData(t, h)
+	return h
+}
 
-	dr := h.query(t, q("A", "impact", testNow.Add(-time.Hour), testNow, `{"service":"checkout"}`)).Responses["A"]
+// lastHour asks one query of the last hour as refId A and fails on an error.
+func (h *harness) lastHour(t *testing.T, queryType, model string) backend.DataResponse {
+	t.Helper()
+	dr := h.query(t, q("A", queryType, testNow.Add(-time.Hour), testNow, model)).Responses["A"]
 	if dr.Error != nil {
-		t.Fatal(dr.Error)
+		t.Fatalf("%s %s: %v", queryType, model, dr.Error)
 	}
-	experimental.CheckGoldenJSONResponse(t, "testdata", "impact", &dr, *update)
+	return dr
+}
 
+// frameNames lists the names of a response's frames, comma-joined.
+func frameNames(dr backend.DataResponse) string {
 	var names []string
 	for _, f := range dr.Frames {
 		names = append(names, f.Name)
+	}
+	return strings.Join(names, ",")
+}
+
+func TestImpactOfCheckout(t *testing.T) {
+	h := shopPlugin(t, nil)
+	dr := h.lastHour(t, "impact", `{"service":"checkout"}`)
+	experimental.CheckGoldenJSONResponse(t, "testdata", "impact", &dr, *update)
+
+	for _, f := range dr.Frames {
 		if f.RefID != "A" {
 			t.Errorf("frame %s has refId %q", f.Name, f.RefID)
 		}
 	}
-	if got := strings.Join(names, ","); got != "nodes,edges,summary,dependents,root_cause,recovery_order" {
+	if got := frameNames(dr); got != "nodes,edges,summary,dependents,root_cause,recovery_order" {
 		t.Fatalf("frames %s", got)
 	}
 	for _, name := range []string{"summary", "dependents", "root_cause", "recovery_order"} {
@@ -127,22 +151,20 @@ func TestImpactOfCheckout(t *testing.T) {
 		"3|3|frontend|false|frontend",
 	}, "step", "wave", "services", "cycle", "label")
 
-	// one table on its own, for a dashboard panel
-	one := h.query(t, q("B", "impact", testNow.Add(-time.Hour), testNow, `{"service":"checkout","frame":"recovery_order"}`)).Responses["B"]
-	if one.Error != nil || len(one.Frames) != 1 || one.Frames[0].Name != "recovery_order" {
-		t.Fatalf("frame selection: %v, %d frames", one.Error, len(one.Frames))
-	}
-	graph := h.query(t, q("C", "impact", testNow.Add(-time.Hour), testNow, `{"service":"checkout","frame":"nodes, edges"}`)).Responses["C"]
-	if graph.Error != nil || len(graph.Frames) != 2 || graph.Frames[0].Name != "nodes" || graph.Frames[1].Name != "edges" {
-		t.Fatalf("frame selection of the graph: %v, %d frames", graph.Error, len(graph.Frames))
+	// one table on its own, for a dashboard panel; several in the order named
+	for model, want := range map[string]string{
+		`{"service":"checkout","frame":"recovery_order"}`: "recovery_order",
+		`{"service":"checkout","frame":"nodes, edges"}`:   "nodes,edges",
+		`{"service":"checkout","frame":"summary,nodes"}`:  "summary,nodes",
+	} {
+		if got := frameNames(h.lastHour(t, "impact", model)); got != want {
+			t.Errorf("%s: frames %s, want %s", model, got, want)
+		}
 	}
 }
 
 func TestIncidentBadInputStaysOnItsQuery(t *testing.T) {
-	pg, db := loadShop(t)
-	js, sec := shopSettings(pg, db)
-	h := serve(t, js, sec)
-	waitForData(t, h)
+	h := shopPlugin(t, nil)
 	hour := testNow.Add(-time.Hour)
 	resp := h.query(t,
 		q("good", "impact", hour, testNow, `{"service":"frontend"}`),
@@ -152,10 +174,16 @@ func TestIncidentBadInputStaysOnItsQuery(t *testing.T) {
 		q("baseline", "changes", hour, testNow, `{"baseline":"yesterday"}`),
 		q("since", "changes", hour, testNow, `{"baseline":"since","since":"last tuesday"}`),
 		q("noSince", "changes", hour, testNow, `{"baseline":"since"}`),
+		q("feb30", "changes", hour, testNow, `{"baseline":"since","since":"2026-02-30"}`),
 		q("noDeploy", "changes", hour, testNow, `{"baseline":"lastDeploy","service":"checkout"}`),
 		q("deployService", "changes", hour, testNow, `{"baseline":"lastDeploy"}`),
 		q("noDeclared", "drift", hour, testNow, `{}`),
 		q("frame", "impact", hour, testNow, `{"service":"checkout","frame":"nope"}`),
+		q("frameOfChanges", "changes", hour, testNow, `{"frame":"changes,summary"}`),
+		q("emptyFrameName", "drift", hour, testNow, `{"frame":"drift_summary,"}`),
+		q("frameOfMap", "serviceMap", hour, testNow, `{"frame":"nodes"}`),
+		q("changesService", "changes", hour, testNow, `{"service":"nope"}`),
+		q("changesDepth", "changes", hour, testNow, `{"service":"checkout","depthDown":11}`),
 		q("sources", "impact", hour, testNow, `{"service":"checkout","sources":["dns"]}`),
 	)
 	for _, ref := range []string{"good", "goodChanges"} {
@@ -164,16 +192,22 @@ func TestIncidentBadInputStaysOnItsQuery(t *testing.T) {
 		}
 	}
 	for ref, want := range map[string]string{
-		"missing":       "the service field is required",
-		"unknown":       `unknown service "nope"`,
-		"baseline":      `unknown baseline "yesterday" (want previousRange, since or lastDeploy)`,
-		"since":         `since must be an RFC3339 time such as 2026-11-23T10:00:00Z, got "last tuesday"`,
-		"noSince":       `baseline "since" needs the since field`,
-		"noDeploy":      `the last deploy of "checkout" is unknown`,
-		"deployService": `baseline "lastDeploy" needs the service field`,
-		"noDeclared":    "no declared architecture",
-		"frame":         `unknown frame "nope"`,
-		"sources":       `unknown source "dns"`,
+		"missing":        "the service field is required",
+		"unknown":        `unknown service "nope"`,
+		"baseline":       `unknown baseline "yesterday" (want previousRange, since or lastDeploy)`,
+		"since":          `since: since must be an RFC3339 time such as 2026-11-23T10:00:00Z or a date such as 2026-11-23, got "last tuesday"`,
+		"feb30":          `since: since must be an RFC3339 time such as 2026-11-23T10:00:00Z or a date such as 2026-11-23, got "2026-02-30"`,
+		"noSince":        `since: baseline "since" needs the since field`,
+		"noDeploy":       `service: the last deploy of "checkout" is unknown`,
+		"deployService":  `service: baseline "lastDeploy" needs the service field`,
+		"noDeclared":     "no declared architecture",
+		"frame":          `impact query: frame: unknown frame "nope" (impact returns nodes, edges, summary, dependents, root_cause, recovery_order)`,
+		"frameOfChanges": `changes query: frame: unknown frame "summary" (changes returns changes, nodes, edges)`,
+		"emptyFrameName": `drift query: frame: unknown frame "" (drift returns drift_summary, drift_edges)`,
+		"frameOfMap":     "frame: a serviceMap query answers with all its frames; the frame field is for impact, changes and drift queries",
+		"changesService": `changes query: service: unknown service "nope"`,
+		"changesDepth":   "depthUp and depthDown must be 0..10, got 2 and 11",
+		"sources":        `unknown source "dns"`,
 	} {
 		r := resp.Responses[ref]
 		if r.Error == nil || !strings.Contains(r.Error.Error(), want) {
@@ -192,15 +226,8 @@ search:
 `
 
 func TestDriftAgainstDeclaredArchitecture(t *testing.T) {
-	pg, db := loadShop(t)
-	js, sec := shopSettings(pg, db)
-	js["declaredArchitecture"] = shopDeclared
-	h := serve(t, js, sec)
-	waitForData(t, h)
-	dr := h.query(t, q("A", "drift", testNow.Add(-time.Hour), testNow, `{}`)).Responses["A"]
-	if dr.Error != nil {
-		t.Fatal(dr.Error)
-	}
+	h := shopPlugin(t, map[string]any{"declaredArchitecture": shopDeclared})
+	dr := h.lastHour(t, "drift", `{}`)
 	experimental.CheckGoldenJSONResponse(t, "testdata", "drift", &dr, *update)
 	// observed without the user's calls: frontend->checkout, frontend->catalog, checkout->payments
 	wantRows(t, frameByName(t, dr, "drift_summary"), []string{
@@ -286,13 +313,16 @@ func TestChangesBetweenTwoRanges(t *testing.T) {
 		"edge|a->c|removed||0|-",
 		"edge|a->d|added||-|0",
 	}
-	for _, ref := range []string{"prev", "since", "deploy"} {
+	for _, ref := range []string{"prev", "since"} {
 		dr := resp.Responses[ref]
 		if dr.Error != nil {
 			t.Fatalf("%s: %v", ref, dr.Error)
 		}
 		wantRows(t, frameByName(t, dr, "changes"), want, "kind", "id", "change", "reasons", "error_rate_before", "error_rate_after")
 	}
+	// since b's last deploy (an hour ago: the same baseline), around b only
+	wantRows(t, frameByName(t, resp.Responses["deploy"], "changes"), []string{want[0], want[3]},
+		"kind", "id", "change", "reasons", "error_rate_before", "error_rate_after")
 	dr := resp.Responses["prev"]
 	experimental.CheckGoldenJSONResponse(t, "testdata", "changes", &dr, *update)
 	wantRows(t, frameByName(t, dr, "nodes"), []string{
@@ -332,4 +362,155 @@ func TestDeployAnnotations(t *testing.T) {
 		t.Errorf("c deployed 3 h ago, outside the range: %d rows", n)
 	}
 	wantRows(t, resp.Responses["old"].Frames[0], []string{"Deploy: c"}, "title")
+}
+
+// The shop exists only in the last hour, so against the hour before every
+// node and edge of the compared part is new: what is compared shows exactly.
+func TestChangesAroundAServiceThroughThePlugin(t *testing.T) {
+	h := shopPlugin(t, nil)
+	for _, c := range []struct {
+		model string
+		want  []string
+	}{
+		{`{}`, []string{ // the whole map
+			"node|catalog|added", "node|checkout|added", "node|frontend|added", "node|payments|added", "node|user|added",
+			"edge|checkout->payments|added", "edge|frontend->catalog|added", "edge|frontend->checkout|added", "edge|user->frontend|added",
+		}},
+		{`{"service":"checkout"}`, []string{ // two callers up, two callees down: not catalog
+			"node|checkout|added", "node|frontend|added", "node|payments|added", "node|user|added",
+			"edge|checkout->payments|added", "edge|frontend->checkout|added", "edge|user->frontend|added",
+		}},
+		{`{"service":"checkout","depthUp":1,"depthDown":0}`, []string{
+			"node|checkout|added", "node|frontend|added",
+			"edge|frontend->checkout|added",
+		}},
+		{`{"service":"payments","depthUp":0}`, []string{"node|payments|added"}},
+		{`{"service":"checkout","baseline":"since","since":"2026-11-23T12:00:00Z"}`, nil}, // the range against itself
+		{`{"service":"checkout","baseline":"since","since":"2026-11-23"}`, []string{ // midnight: nothing before
+			"node|checkout|added", "node|frontend|added", "node|payments|added", "node|user|added",
+			"edge|checkout->payments|added", "edge|frontend->checkout|added", "edge|user->frontend|added",
+		}},
+	} {
+		dr := h.lastHour(t, "changes", c.model)
+		wantRows(t, frameByName(t, dr, "changes"), c.want, "kind", "id", "change")
+		// the node graph shows the same part of the map
+		var ids []string
+		for _, r := range c.want {
+			if strings.HasPrefix(r, "node|") {
+				ids = append(ids, strings.Split(r, "|")[1])
+			}
+		}
+		if c.want == nil { // nothing changed: the graph is the compared part, all unchanged
+			continue
+		}
+		wantRows(t, frameByName(t, dr, "nodes"), ids, "id")
+	}
+	// only the table, for a dashboard panel
+	if got := frameNames(h.lastHour(t, "changes", `{"service":"checkout","frame":"changes"}`)); got != "changes" {
+		t.Errorf("frames %s", got)
+	}
+}
+
+// Around one service of loadChanges: b's caller a and the edge a->b, not
+// the a->c and a->d churn elsewhere; around c, its removal.
+func TestChangesAroundAService(t *testing.T) {
+	d := newLocal(t)
+	loadChanges(t, d)
+	hour := testNow.Add(-time.Hour)
+	resp := queryLocal(t, d,
+		q("b", "changes", hour, testNow, `{"service":"b"}`),
+		q("c", "changes", hour, testNow, `{"service":"c"}`),
+		q("d", "changes", hour, testNow, `{"service":"d","baseline":"since","since":"2026-11-23T11:00:00Z"}`),
+		q("a0", "changes", hour, testNow, `{"service":"a","depthDown":0}`),
+		q("shop", "changes", hour, testNow, `{"namespace":"shop"}`), // b is the one service of namespace shop
+	)
+	for ref, want := range map[string][]string{
+		"b": {
+			"node|b|changed|error rate 0.0 % → 5.0 % (+5.0 pp)",
+			"edge|a->b|changed|error rate 0.0 % → 5.0 % (+5.0 pp)",
+		},
+		"c":  {"node|c|removed|", "edge|a->c|removed|"},
+		"d":  {"node|d|added|", "edge|a->d|added|"},
+		"a0": nil, // a alone: its own served traffic (none) did not change
+		"shop": {
+			"node|b|changed|error rate 0.0 % → 5.0 % (+5.0 pp)",
+			"edge|a->b|changed|error rate 0.0 % → 5.0 % (+5.0 pp)",
+		},
+	} {
+		dr := resp.Responses[ref]
+		if dr.Error != nil {
+			t.Fatalf("%s: %v", ref, dr.Error)
+		}
+		wantRows(t, frameByName(t, dr, "changes"), want, "kind", "id", "change", "reasons")
+	}
+	// the graph of c's neighbourhood: a unchanged, c and its edge removed (dashed)
+	c := resp.Responses["c"]
+	wantRows(t, frameByName(t, c, "nodes"), []string{"a|unchanged", "c|removed"}, "id", "detail__change")
+	wantRows(t, frameByName(t, c, "edges"), []string{"a->c|removed|6 3"}, "id", "detail__change", "strokeDasharray")
+}
+
+// Every query of the provisioned Incident dashboard is valid for the query
+// model and returns the frames its panel expects ($service = checkout).
+func TestIncidentDashboardQueries(t *testing.T) {
+	raw, err := os.ReadFile("../../provisioning/dashboards/incident.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string            `json:"title"`
+			Type    string            `json:"type"`
+			Targets []json.RawMessage `json:"targets"`
+		} `json:"panels"`
+		Annotations struct {
+			List []struct {
+				Target json.RawMessage `json:"target"`
+			} `json:"list"`
+		} `json:"annotations"`
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatal(err)
+	}
+	h := shopPlugin(t, nil)
+	checked := 0
+	ask := func(title string, target json.RawMessage) {
+		var head struct {
+			QueryType, Frame, Baseline string
+		}
+		_ = json.Unmarshal(target, &head)
+		model := strings.ReplaceAll(string(target), "$service", "checkout")
+		dr := h.query(t, q("A", head.QueryType, testNow.Add(-time.Hour), testNow, model)).Responses["A"]
+		checked++
+		if head.Baseline == baselineLastDeploy {
+			// the shop has no Kubernetes source: the panel says why it is empty
+			if dr.Error == nil || !strings.Contains(dr.Error.Error(), `the last deploy of "checkout" is unknown`) {
+				t.Errorf("%s: %v, want the unknown-deploy error", title, dr.Error)
+			}
+			return
+		}
+		if dr.Error != nil {
+			t.Errorf("%s: %v", title, dr.Error)
+			return
+		}
+		want := strings.ReplaceAll(head.Frame, " ", "")
+		if head.QueryType == "deployAnnotations" {
+			want = "annotations"
+		}
+		if got := frameNames(dr); want != "" && got != want {
+			t.Errorf("%s: frames %s, want %s", title, got, want)
+		}
+	}
+	for _, p := range dash.Panels {
+		for _, target := range p.Targets {
+			ask(p.Title, target)
+		}
+	}
+	for _, a := range dash.Annotations.List {
+		if len(a.Target) > 0 {
+			ask("annotation", a.Target)
+		}
+	}
+	if checked < 8 {
+		t.Errorf("only %d dashboard queries found", checked)
+	}
 }

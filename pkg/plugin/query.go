@@ -4,15 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 	"github.com/grafana/grafana-plugin-sdk-go/backend/datasource"
+	"github.com/grafana/grafana-plugin-sdk-go/data"
 
 	"github.com/livemap/servicemap/pkg/model"
 )
 
 // Query is the JSON model of every query type (src/types.ts mirrors it).
+// validate checks the fields a query type uses before any work is done.
 type Query struct {
 	Service      string   `json:"service"`
 	Namespace    string   `json:"namespace"`
@@ -23,8 +27,88 @@ type Query struct {
 	Format       string   `json:"format"`
 	SourceFilter string   `json:"sourceFilter"`
 	TargetFilter string   `json:"targetFilter"`
-	Baseline     string   `json:"baseline"`
-	Since        string   `json:"since"`
+	// Frame picks frames of a multi-frame answer (impact, changes, drift):
+	// one name or a comma-separated list, so that a dashboard panel shows
+	// one table. Empty returns every frame.
+	Frame string `json:"frame"`
+	// Baseline and Since say what a changes query compares with (see
+	// baselinePrevious and friends in query_changes.go).
+	Baseline string `json:"baseline"`
+	Since    string `json:"since"`
+
+	frames []string  // Frame split and trimmed, set by validate
+	since  time.Time // Since parsed, set by validate when Baseline is "since"
+}
+
+// framesOf lists, in answer order, the frames of the query types that
+// answer with several; only these take the frame field.
+var framesOf = map[string][]string{
+	"impact":  {"nodes", "edges", "summary", "dependents", "root_cause", "recovery_order"},
+	"changes": {"changes", "nodes", "edges"},
+	"drift":   {"drift_summary", "drift_edges"},
+}
+
+// sinceLayouts are the forms the since field accepts: an RFC3339 time, or
+// a plain date meaning midnight UTC.
+var sinceLayouts = []string{time.RFC3339, "2006-01-02"}
+
+// validate checks and normalises the fields queryType reads; the error
+// names the field.
+func (q *Query) validate(queryType string) error {
+	q.Service, q.Namespace = strings.TrimSpace(q.Service), strings.TrimSpace(q.Namespace)
+	if strings.TrimSpace(q.Frame) != "" {
+		known, ok := framesOf[queryType]
+		if !ok {
+			return fmt.Errorf("frame: a %s query answers with all its frames; the frame field is for impact, changes and drift queries", queryType)
+		}
+		for _, name := range strings.Split(q.Frame, ",") {
+			name = strings.TrimSpace(name)
+			if !slices.Contains(known, name) {
+				return fmt.Errorf("frame: unknown frame %q (%s returns %s)", name, queryType, strings.Join(known, ", "))
+			}
+			q.frames = append(q.frames, name)
+		}
+	}
+	if queryType != "changes" {
+		return nil
+	}
+	switch q.Baseline {
+	case "", baselinePrevious, baselineLastDeploy:
+		// since is ignored: an editor may leave it behind after switching baseline
+	case baselineSince:
+		text := strings.TrimSpace(q.Since)
+		if text == "" {
+			return fmt.Errorf("since: baseline %q needs the since field (an RFC3339 time such as 2026-11-23T10:00:00Z)", baselineSince)
+		}
+		for _, layout := range sinceLayouts {
+			if t, err := time.Parse(layout, text); err == nil {
+				q.since = t
+				return nil
+			}
+		}
+		return fmt.Errorf("since: since must be an RFC3339 time such as 2026-11-23T10:00:00Z or a date such as 2026-11-23, got %q", q.Since)
+	default:
+		return fmt.Errorf("baseline: unknown baseline %q (want %s, %s or %s)", q.Baseline, baselinePrevious, baselineSince, baselineLastDeploy)
+	}
+	if q.Baseline == baselineLastDeploy && q.Service == "" {
+		return fmt.Errorf("service: baseline %q needs the service field (whose last deploy to compare against)", baselineLastDeploy)
+	}
+	return nil
+}
+
+// depths are the focus depths of the query (default 2 each way).
+func (q Query) depths() (up, down int, err error) {
+	up, down = 2, 2
+	if q.DepthUp != nil {
+		up = *q.DepthUp
+	}
+	if q.DepthDown != nil {
+		down = *q.DepthDown
+	}
+	if up < 0 || up > maxDepth || down < 0 || down > maxDepth {
+		return 0, 0, fmt.Errorf("depthUp and depthDown must be 0..%d, got %d and %d", maxDepth, up, down)
+	}
+	return up, down, nil
 }
 
 // queryHandler answers one query of a known type.
@@ -75,6 +159,9 @@ func (d *Datasource) answer(ctx context.Context, q backend.DataQuery, h queryHan
 			return badRequest("malformed query JSON: %v", err)
 		}
 	}
+	if err := parsed.validate(q.QueryType); err != nil {
+		return badRequest("%s query: %v", q.QueryType, err)
+	}
 	if q.TimeRange.From.IsZero() || q.TimeRange.To.IsZero() {
 		return badRequest("empty time range")
 	}
@@ -95,4 +182,28 @@ func (q Query) sourceSet() (model.Source, error) { return model.ParseSources(q.S
 // QueryData routes each query by its queryType.
 func (d *Datasource) QueryData(ctx context.Context, req *backend.QueryDataRequest) (*backend.QueryDataResponse, error) {
 	return d.mux.QueryData(ctx, req)
+}
+
+// selectFrames keeps only the frames the query's frame field names, in the
+// order it names them (validate checked the names against framesOf).
+// Without it every frame is returned.
+func selectFrames(q backend.DataQuery, all data.Frames) backend.DataResponse {
+	var parsed Query
+	_ = json.Unmarshal(q.JSON, &parsed) // already parsed and validated once
+	if err := parsed.validate(q.QueryType); err != nil || len(parsed.frames) == 0 {
+		return backend.DataResponse{Frames: all}
+	}
+	byName := make(map[string]*data.Frame, len(all))
+	for _, f := range all {
+		byName[f.Name] = f
+	}
+	var out data.Frames
+	for _, name := range parsed.frames {
+		f, ok := byName[name]
+		if !ok { // framesOf and the frames package disagree: a bug, not bad input
+			return backend.ErrDataResponse(backend.StatusInternal, fmt.Sprintf("%s query: frame %q missing from the answer", q.QueryType, name))
+		}
+		out = append(out, f)
+	}
+	return backend.DataResponse{Frames: out}
 }

@@ -2,12 +2,10 @@ package plugin
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"time"
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
-	"github.com/grafana/grafana-plugin-sdk-go/data"
 
 	"github.com/livemap/servicemap/pkg/analysis"
 	"github.com/livemap/servicemap/pkg/frames"
@@ -69,33 +67,4 @@ func (d *Datasource) wholeGraph(from, to time.Time, query Query) (*model.Graph, 
 	}
 	edges, infos := d.store.Snapshot(from, to, sources)
 	return model.Build(from, to, edges, infos, d.settings.SLOs), nil
-}
-
-// selectFrames keeps only the frames named by the optional "frame" field of
-// the query JSON (one name, or several separated by commas), so a dashboard
-// panel can show one table of a multi-frame answer. Without it every frame
-// is returned.
-func selectFrames(q backend.DataQuery, all data.Frames) backend.DataResponse {
-	var sel struct {
-		Frame string `json:"frame"`
-	}
-	_ = json.Unmarshal(q.JSON, &sel) // already parsed once as a Query: well-formed
-	if strings.TrimSpace(sel.Frame) == "" {
-		return backend.DataResponse{Frames: all}
-	}
-	byName := make(map[string]*data.Frame, len(all))
-	names := make([]string, 0, len(all))
-	for _, f := range all {
-		byName[f.Name] = f
-		names = append(names, f.Name)
-	}
-	var out data.Frames
-	for _, name := range strings.Split(sel.Frame, ",") {
-		f, ok := byName[strings.TrimSpace(name)]
-		if !ok {
-			return badRequest("unknown frame %q (this query returns %s)", strings.TrimSpace(name), strings.Join(names, ", "))
-		}
-		out = append(out, f)
-	}
-	return backend.DataResponse{Frames: out}
 }

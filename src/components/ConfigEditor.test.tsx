@@ -241,6 +241,50 @@ describe('ConfigEditor', () => {
     expect(last().jsonData.declaredArchitecture).toBe('services: {}');
   });
 
+  it('stores the gateway table, agent list and agent CA, the CA only in secureJsonData', async () => {
+    const { last, user } = setup();
+    expect(screen.queryByLabelText('Gateway agents')).not.toBeInTheDocument();
+    expect(screen.queryByLabelText('Agent CA certificate')).not.toBeInTheDocument();
+
+    await user.click(screen.getByLabelText('Enabled', { selector: '#servicemap-gateway-enabled' }));
+    expect(last().jsonData.gateway).toEqual({ enabled: true });
+    // the backend's default table is shown, not stored
+    expect(screen.getByLabelText('Access log table')).toHaveAttribute('placeholder', 'gateway_logs');
+
+    await user.type(screen.getByLabelText('Gateway agents'), 'http://10.0.0.7:9464{enter}https://gw-1:9464, ');
+    await user.tab();
+    expect(last().jsonData.gateway).toEqual({ enabled: true, agents: ['http://10.0.0.7:9464', 'https://gw-1:9464'] });
+
+    // agent secrets serve the gateway agents too, without Kubernetes
+    await user.type(screen.getByLabelText('Agent CA certificate'), 'PEM-AGENT-CA');
+    await user.type(screen.getByLabelText('Agent token'), 'agent-secret');
+    expect(last().secureJsonData).toEqual({ agentCACert: 'PEM-AGENT-CA', agentToken: 'agent-secret' });
+    expect(JSON.stringify(last().jsonData)).not.toContain('PEM-AGENT-CA');
+
+    // clearing the list drops it
+    await user.clear(screen.getByLabelText('Gateway agents'));
+    await user.tab();
+    expect(last().jsonData.gateway).toEqual({ enabled: true });
+  });
+
+  it('shows saved gateway agents one per line and a saved agent CA as configured', async () => {
+    const { last, user } = setup(
+      baseSettings({
+        jsonData: { gateway: { enabled: true, table: 'nginx_log', agents: ['http://a:9464', 'http://b:9464'] } },
+        secureJsonFields: { agentCACert: true },
+      })
+    );
+    expect(screen.getByLabelText('Gateway agents')).toHaveValue('http://a:9464\nhttp://b:9464');
+    expect(screen.getByLabelText('Access log table')).toHaveValue('nginx_log');
+    const ca = screen.getByLabelText('Agent CA certificate');
+    expect(ca).toBeDisabled();
+    expect(ca).toHaveValue('configured');
+    await user.click(screen.getByRole('button', { name: 'Reset' }));
+    expect(last().secureJsonFields).toEqual({ agentCACert: false });
+    expect(last().secureJsonData).toEqual({ agentCACert: '' });
+    expect(screen.getByLabelText('Agent CA certificate')).toBeEnabled();
+  });
+
   it('stores cache settings as whole numbers', async () => {
     const { last, user } = setup();
     await user.type(screen.getByLabelText('Refresh interval (s)'), '30');

@@ -118,13 +118,6 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
     onOptionsChange({ ...options, jsonData: { ...options.jsonData, ...patch } });
   };
 
-  const onString =
-    (key: 'host' | 'database' | 'user' | 'table' | 'customSql' | 'declaredArchitecture') =>
-    (e: FormEvent<HTMLInputElement | HTMLTextAreaElement>) => {
-      const value = e.currentTarget.value;
-      setJson({ [key]: value === '' ? undefined : value });
-    };
-
   const setSecret = (key: SecureKey, value: string) => {
     onOptionsChange({ ...options, secureJsonData: { ...options.secureJsonData, [key]: value } });
   };
@@ -137,28 +130,14 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
     });
   };
 
-  const secretInput = (key: SecureKey, id: string, placeholder: string) => (
-    <SecretInput
-      id={id}
-      width={INPUT_WIDTH}
-      isConfigured={Boolean(secureJsonFields[key])}
-      value={secureJsonData[key] ?? ''}
-      placeholder={placeholder}
-      onChange={(e: ChangeEvent<HTMLInputElement>) => setSecret(key, e.currentTarget.value)}
-      onReset={() => resetSecret(key)}
-    />
-  );
-
-  const secretTextArea = (key: SecureKey, id: string, placeholder: string) => (
-    <SecretTextArea
-      id={id}
-      rows={5}
-      cols={45}
-      isConfigured={Boolean(secureJsonFields[key])}
-      value={secureJsonData[key] ?? ''}
-      placeholder={placeholder}
-      onChange={(e: ChangeEvent<HTMLTextAreaElement>) => setSecret(key, e.currentTarget.value)}
-      onReset={() => resetSecret(key)}
+  /** A secureJsonData field: shown as configured once saved, never read back. */
+  const secretField = (props: Omit<SecretFieldProps, 'configured' | 'value' | 'onChange' | 'onReset'>) => (
+    <SecretField
+      {...props}
+      configured={Boolean(secureJsonFields[props.secretKey])}
+      value={secureJsonData[props.secretKey] ?? ''}
+      onChange={(value) => setSecret(props.secretKey, value)}
+      onReset={() => resetSecret(props.secretKey)}
     />
   );
 
@@ -197,37 +176,33 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
     <div data-testid="servicemap-config-editor">
       <FieldSet label="Connection">
         <p>The PostgreSQL database that holds the trace spans (and the gateway table, if any).</p>
-        <InlineField label="Host" labelWidth={LABEL_WIDTH} tooltip="host:port of the PostgreSQL server" required>
-          <Input
-            id="servicemap-host"
-            width={INPUT_WIDTH}
-            value={jsonData.host ?? ''}
-            placeholder="localhost:5432"
-            onChange={onString('host')}
-          />
-        </InlineField>
-        <InlineField label="Database" labelWidth={LABEL_WIDTH} required>
-          <Input
-            id="servicemap-database"
-            width={INPUT_WIDTH}
-            value={jsonData.database ?? ''}
-            placeholder="traces"
-            onChange={onString('database')}
-          />
-        </InlineField>
-        <InlineField label="User" labelWidth={LABEL_WIDTH} tooltip="Give it read-only rights on the span tables">
-          <Input
-            id="servicemap-user"
-            width={INPUT_WIDTH}
-            value={jsonData.user ?? ''}
-            placeholder="grafana_reader"
-            onChange={onString('user')}
-          />
-        </InlineField>
-        <InlineField label="Password" labelWidth={LABEL_WIDTH}>
-          {secretInput('password', 'servicemap-password', 'password')}
-        </InlineField>
-        <InlineField label="SSL mode" labelWidth={LABEL_WIDTH} tooltip="How the connection uses TLS">
+        <TextField
+          label="Host"
+          tooltip="host:port of the PostgreSQL server"
+          required
+          id="servicemap-host"
+          value={jsonData.host}
+          placeholder="localhost:5432"
+          onChange={(host) => setJson({ host })}
+        />
+        <TextField
+          label="Database"
+          required
+          id="servicemap-database"
+          value={jsonData.database}
+          placeholder="traces"
+          onChange={(database) => setJson({ database })}
+        />
+        <TextField
+          label="User"
+          tooltip="Give it read-only rights on the span tables"
+          id="servicemap-user"
+          value={jsonData.user}
+          placeholder="grafana_reader"
+          onChange={(user) => setJson({ user })}
+        />
+        {secretField({ label: 'Password', secretKey: 'password', id: 'servicemap-password', placeholder: 'password' })}
+        <Row label="SSL mode" tooltip="How the connection uses TLS">
           <Select<SslMode>
             inputId="servicemap-ssl-mode"
             width={INPUT_WIDTH}
@@ -235,65 +210,78 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
             value={sslMode}
             onChange={(option) => option.value && setJson({ sslMode: option.value })}
           />
-        </InlineField>
+        </Row>
         {verifying && (
           <>
-            <InlineField label="CA certificate" labelWidth={LABEL_WIDTH} tooltip="PEM of the CA that signed the server">
-              {secretTextArea('tlsCACert', 'servicemap-tls-ca-cert', '-----BEGIN CERTIFICATE-----')}
-            </InlineField>
-            <InlineField label="Client certificate" labelWidth={LABEL_WIDTH} tooltip="PEM, for client authentication">
-              {secretTextArea('tlsClientCert', 'servicemap-tls-client-cert', '-----BEGIN CERTIFICATE-----')}
-            </InlineField>
-            <InlineField label="Client key" labelWidth={LABEL_WIDTH} tooltip="PEM, for client authentication">
-              {secretTextArea('tlsClientKey', 'servicemap-tls-client-key', '-----BEGIN PRIVATE KEY-----')}
-            </InlineField>
+            {secretField({
+              label: 'CA certificate',
+              tooltip: 'PEM of the CA that signed the server',
+              secretKey: 'tlsCACert',
+              id: 'servicemap-tls-ca-cert',
+              placeholder: PEM_CERTIFICATE,
+              multiline: true,
+            })}
+            {secretField({
+              label: 'Client certificate',
+              tooltip: 'PEM, for client authentication',
+              secretKey: 'tlsClientCert',
+              id: 'servicemap-tls-client-cert',
+              placeholder: PEM_CERTIFICATE,
+              multiline: true,
+            })}
+            {secretField({
+              label: 'Client key',
+              tooltip: 'PEM, for client authentication',
+              secretKey: 'tlsClientKey',
+              id: 'servicemap-tls-client-key',
+              placeholder: '-----BEGIN PRIVATE KEY-----',
+              multiline: true,
+            })}
           </>
         )}
-        <InlineField label="Statement timeout (s)" labelWidth={LABEL_WIDTH} tooltip="Longest a SQL read may run">
-          <NumberInput
-            id="servicemap-statement-timeout"
-            integer
-            min={1}
-            value={jsonData.statementTimeoutSeconds}
-            placeholder={String(DEFAULTS.statementTimeoutSeconds)}
-            onChange={(statementTimeoutSeconds) => setJson({ statementTimeoutSeconds })}
-          />
-        </InlineField>
-        <InlineField label="Max connections" labelWidth={LABEL_WIDTH} tooltip="Size of the connection pool">
-          <NumberInput
-            id="servicemap-max-connections"
-            integer
-            min={1}
-            value={jsonData.maxConnections}
-            placeholder={String(DEFAULTS.maxConnections)}
-            onChange={(maxConnections) => setJson({ maxConnections })}
-          />
-        </InlineField>
+        <NumberField
+          label="Statement timeout (s)"
+          tooltip="Longest a SQL read may run"
+          id="servicemap-statement-timeout"
+          integer
+          min={1}
+          value={jsonData.statementTimeoutSeconds}
+          placeholder={String(DEFAULTS.statementTimeoutSeconds)}
+          onChange={(statementTimeoutSeconds) => setJson({ statementTimeoutSeconds })}
+        />
+        <NumberField
+          label="Max connections"
+          tooltip="Size of the connection pool"
+          id="servicemap-max-connections"
+          integer
+          min={1}
+          value={jsonData.maxConnections}
+          placeholder={String(DEFAULTS.maxConnections)}
+          onChange={(maxConnections) => setJson({ maxConnections })}
+        />
       </FieldSet>
 
       <FieldSet label="Trace table">
-        <InlineField label="Table shape" labelWidth={LABEL_WIDTH} tooltip="How calls are stored">
+        <Row label="Table shape" tooltip="How calls are stored">
           <RadioButtonGroup<TableShape>
             options={TABLE_SHAPE_OPTIONS}
             value={tableShape}
             onChange={(value) => setJson({ tableShape: value })}
           />
-        </InlineField>
+        </Row>
         {tableShape !== 'custom' && (
-          <InlineField label="Table" labelWidth={LABEL_WIDTH} tooltip="schema.table is allowed">
-            <Input
-              id="servicemap-table"
-              width={INPUT_WIDTH}
-              value={jsonData.table ?? ''}
-              placeholder={tableShape === 'calls' ? 'calls' : 'spans'}
-              onChange={onString('table')}
-            />
-          </InlineField>
+          <TextField
+            label="Table"
+            tooltip="schema.table is allowed"
+            id="servicemap-table"
+            value={jsonData.table}
+            placeholder={tableShape === 'calls' ? 'calls' : 'spans'}
+            onChange={(table) => setJson({ table })}
+          />
         )}
         {tableShape === 'custom' && (
-          <InlineField
+          <Row
             label="Custom SQL"
-            labelWidth={LABEL_WIDTH}
             tooltip="Must return the columns of the calls shape; $__from and $__to bound the time"
           >
             <TextArea
@@ -302,86 +290,78 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
               cols={60}
               value={jsonData.customSql ?? ''}
               placeholder="SELECT ts, source, target, status_code, duration_ms FROM calls WHERE ts >= $__from AND ts < $__to"
-              onChange={onString('customSql')}
+              onChange={(e) => setJson({ customSql: e.currentTarget.value || undefined })}
             />
-          </InlineField>
+          </Row>
         )}
       </FieldSet>
 
       <FieldSet label="Cache">
-        <InlineField label="Refresh interval (s)" labelWidth={LABEL_WIDTH} tooltip="How often sources are read">
-          <NumberInput
-            id="servicemap-refresh-interval"
-            integer
-            min={1}
-            value={jsonData.refreshIntervalSeconds}
-            placeholder={String(DEFAULTS.refreshIntervalSeconds)}
-            onChange={(refreshIntervalSeconds) => setJson({ refreshIntervalSeconds })}
-          />
-        </InlineField>
-        <InlineField label="Retention (hours)" labelWidth={LABEL_WIDTH} tooltip="How far back the cache answers">
-          <NumberInput
-            id="servicemap-retention"
-            integer
-            min={1}
-            value={jsonData.retentionHours}
-            placeholder={String(DEFAULTS.retentionHours)}
-            onChange={(retentionHours) => setJson({ retentionHours })}
-          />
-        </InlineField>
-        <InlineField
+        <NumberField
+          label="Refresh interval (s)"
+          tooltip="How often sources are read"
+          id="servicemap-refresh-interval"
+          integer
+          min={1}
+          value={jsonData.refreshIntervalSeconds}
+          placeholder={String(DEFAULTS.refreshIntervalSeconds)}
+          onChange={(refreshIntervalSeconds) => setJson({ refreshIntervalSeconds })}
+        />
+        <NumberField
+          label="Retention (hours)"
+          tooltip="How far back the cache answers"
+          id="servicemap-retention"
+          integer
+          min={1}
+          value={jsonData.retentionHours}
+          placeholder={String(DEFAULTS.retentionHours)}
+          onChange={(retentionHours) => setJson({ retentionHours })}
+        />
+        <NumberField
           label="Grace period (s)"
-          labelWidth={LABEL_WIDTH}
           tooltip="How long late spans are awaited before a bucket is final"
-        >
-          <NumberInput
-            id="servicemap-grace-period"
-            integer
-            min={0}
-            value={jsonData.gracePeriodSeconds}
-            placeholder={String(DEFAULTS.gracePeriodSeconds)}
-            onChange={(gracePeriodSeconds) => setJson({ gracePeriodSeconds })}
-          />
-        </InlineField>
+          id="servicemap-grace-period"
+          integer
+          min={0}
+          value={jsonData.gracePeriodSeconds}
+          placeholder={String(DEFAULTS.gracePeriodSeconds)}
+          onChange={(gracePeriodSeconds) => setJson({ gracePeriodSeconds })}
+        />
       </FieldSet>
 
       <FieldSet label="SLO">
         <p>Edges over an objective turn red; over the warning share of it, yellow.</p>
-        <InlineField label="Error rate (%)" labelWidth={LABEL_WIDTH} tooltip="Default objective; 1 means 1 %">
-          <NumberInput
-            id="servicemap-slo-error-rate"
-            scale={100}
-            min={0}
-            max={100}
-            value={slo.errorRate}
-            placeholder={String(DEFAULTS.slo.errorRate * 100)}
-            onChange={(errorRate) => setSlo({ errorRate })}
-          />
-        </InlineField>
-        <InlineField label="p99 latency (ms)" labelWidth={LABEL_WIDTH} tooltip="Default objective">
-          <NumberInput
-            id="servicemap-slo-p99"
-            min={0}
-            value={slo.p99LatencyMs}
-            placeholder={String(DEFAULTS.slo.p99LatencyMs)}
-            onChange={(p99LatencyMs) => setSlo({ p99LatencyMs })}
-          />
-        </InlineField>
-        <InlineField
+        <NumberField
+          label="Error rate (%)"
+          tooltip="Default objective; 1 means 1 %"
+          id="servicemap-slo-error-rate"
+          scale={100}
+          min={0}
+          max={100}
+          value={slo.errorRate}
+          placeholder={String(DEFAULTS.slo.errorRate * 100)}
+          onChange={(errorRate) => setSlo({ errorRate })}
+        />
+        <NumberField
+          label="p99 latency (ms)"
+          tooltip="Default objective"
+          id="servicemap-slo-p99"
+          min={0}
+          value={slo.p99LatencyMs}
+          placeholder={String(DEFAULTS.slo.p99LatencyMs)}
+          onChange={(p99LatencyMs) => setSlo({ p99LatencyMs })}
+        />
+        <NumberField
           label="Warning at (% of objective)"
-          labelWidth={LABEL_WIDTH}
           tooltip="80 warns when an edge reaches 80 % of its objective"
-        >
-          <NumberInput
-            id="servicemap-slo-warning"
-            scale={100}
-            min={0}
-            max={100}
-            value={slo.warningFraction}
-            placeholder={String(DEFAULTS.slo.warningFraction * 100)}
-            onChange={(warningFraction) => setSlo({ warningFraction })}
-          />
-        </InlineField>
+          id="servicemap-slo-warning"
+          scale={100}
+          min={0}
+          max={100}
+          value={slo.warningFraction}
+          placeholder={String(DEFAULTS.slo.warningFraction * 100)}
+          onChange={(warningFraction) => setSlo({ warningFraction })}
+        />
         <div>
           <h6>Per-service objectives</h6>
           {overrides.map((o, i) => (
@@ -437,126 +417,115 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
       </FieldSet>
 
       <FieldSet label="Trace links">
-        <InlineField label="Open traces in" labelWidth={LABEL_WIDTH} tooltip="Where an edge's example traces open">
+        <Row label="Open traces in" tooltip="Where an edge's example traces open">
           <RadioButtonGroup<TraceLinkType>
             options={TRACE_LINK_OPTIONS}
             value={traceLinkType}
             onChange={(type) => setTraceLink({ type })}
           />
-        </InlineField>
+        </Row>
         {(traceLinkType === 'tempo' || traceLinkType === 'jaeger') && (
-          <InlineField
+          <TextField
             label="Data source UID"
-            labelWidth={LABEL_WIDTH}
             tooltip="UID of the Tempo or Jaeger data source"
-          >
-            <Input
-              id="servicemap-trace-datasource-uid"
-              width={INPUT_WIDTH}
-              value={traceLink.datasourceUid ?? ''}
-              placeholder="tempo"
-              onChange={(e) => setTraceLink({ datasourceUid: e.currentTarget.value || undefined })}
-            />
-          </InlineField>
+            id="servicemap-trace-datasource-uid"
+            value={traceLink.datasourceUid}
+            placeholder="tempo"
+            onChange={(datasourceUid) => setTraceLink({ datasourceUid })}
+          />
         )}
         {traceLinkType === 'url' && (
-          <InlineField label="URL template" labelWidth={LABEL_WIDTH} tooltip="${traceId} is replaced by the trace id">
-            <Input
-              id="servicemap-trace-url-template"
-              width={60}
-              value={traceLink.urlTemplate ?? ''}
-              placeholder="https://tracing.example.com/trace/${traceId}"
-              onChange={(e) => setTraceLink({ urlTemplate: e.currentTarget.value || undefined })}
-            />
-          </InlineField>
+          <TextField
+            label="URL template"
+            tooltip="${traceId} is replaced by the trace id"
+            id="servicemap-trace-url-template"
+            width={60}
+            value={traceLink.urlTemplate}
+            placeholder="https://tracing.example.com/trace/${traceId}"
+            onChange={(urlTemplate) => setTraceLink({ urlTemplate })}
+          />
         )}
       </FieldSet>
 
       <FieldSet label="Kubernetes">
-        <InlineField
-          label="Enabled"
-          labelWidth={LABEL_WIDTH}
-          tooltip="Network evidence from the cluster and its agents"
-        >
+        <Row label="Enabled" tooltip="Network evidence from the cluster and its agents">
           <InlineSwitch
             id="servicemap-kube-enabled"
             value={Boolean(kube.enabled)}
             onChange={(e) => setKube({ enabled: e.currentTarget.checked })}
           />
-        </InlineField>
+        </Row>
         {kube.enabled && (
           <>
-            <InlineField label="Connection" labelWidth={LABEL_WIDTH}>
+            <Row label="Connection">
               <RadioButtonGroup<KubernetesMode>
                 options={KUBE_MODE_OPTIONS}
                 value={kubeMode}
                 onChange={(mode) => setKube({ mode })}
               />
-            </InlineField>
+            </Row>
             {kubeMode === 'url' && (
               <>
-                <InlineField label="API server URL" labelWidth={LABEL_WIDTH}>
-                  <Input
-                    id="servicemap-kube-api-server"
-                    width={INPUT_WIDTH}
-                    value={kube.apiServerUrl ?? ''}
-                    placeholder="https://kubernetes.example.com:6443"
-                    onChange={(e) => setKube({ apiServerUrl: e.currentTarget.value || undefined })}
-                  />
-                </InlineField>
-                <InlineField label="Token" labelWidth={LABEL_WIDTH} tooltip="Bearer token of a service account">
-                  {secretInput('kubeToken', 'servicemap-kube-token', 'service account token')}
-                </InlineField>
-                <InlineField label="CA certificate" labelWidth={LABEL_WIDTH} tooltip="PEM of the API server's CA">
-                  {secretTextArea('kubeCACert', 'servicemap-kube-ca-cert', '-----BEGIN CERTIFICATE-----')}
-                </InlineField>
+                <TextField
+                  label="API server URL"
+                  id="servicemap-kube-api-server"
+                  value={kube.apiServerUrl}
+                  placeholder="https://kubernetes.example.com:6443"
+                  onChange={(apiServerUrl) => setKube({ apiServerUrl })}
+                />
+                {secretField({
+                  label: 'Token',
+                  tooltip: 'Bearer token of a service account',
+                  secretKey: 'kubeToken',
+                  id: 'servicemap-kube-token',
+                  placeholder: 'service account token',
+                })}
+                {secretField({
+                  label: 'CA certificate',
+                  tooltip: "PEM of the API server's CA",
+                  secretKey: 'kubeCACert',
+                  id: 'servicemap-kube-ca-cert',
+                  placeholder: PEM_CERTIFICATE,
+                  multiline: true,
+                })}
               </>
             )}
-            <InlineField label="Namespaces" labelWidth={LABEL_WIDTH} tooltip="Comma separated; empty watches all">
+            <Row label="Namespaces" tooltip="Comma separated; empty watches all">
               <ListInput
                 id="servicemap-kube-namespaces"
                 value={kube.namespaces}
                 placeholder="all namespaces"
                 onChange={(namespaces) => setKube({ namespaces })}
               />
-            </InlineField>
-            <InlineField label="Agent port" labelWidth={LABEL_WIDTH} tooltip="HTTP port of the node agents">
-              <NumberInput
-                id="servicemap-agent-port"
-                integer
-                min={1}
-                max={65535}
-                value={kube.agentPort}
-                placeholder="9465"
-                onChange={(agentPort) => setKube({ agentPort })}
-              />
-            </InlineField>
-            <InlineField label="Agent namespace" labelWidth={LABEL_WIDTH} tooltip="Namespace of the agent DaemonSet">
-              <Input
-                id="servicemap-agent-namespace"
-                width={INPUT_WIDTH}
-                value={kube.agentNamespace ?? ''}
-                placeholder="servicemap"
-                onChange={(e) => setKube({ agentNamespace: e.currentTarget.value || undefined })}
-              />
-            </InlineField>
-            <InlineField label="Agent label selector" labelWidth={LABEL_WIDTH} tooltip="Finds the agent pods">
-              <Input
-                id="servicemap-agent-label-selector"
-                width={INPUT_WIDTH}
-                value={kube.agentLabelSelector ?? ''}
-                placeholder="app.kubernetes.io/name=servicemap-agent"
-                onChange={(e) => setKube({ agentLabelSelector: e.currentTarget.value || undefined })}
-              />
-            </InlineField>
-            <InlineField label="Agent token" labelWidth={LABEL_WIDTH} tooltip="Shared secret the agents expect">
-              {secretInput('agentToken', 'servicemap-agent-token', 'agent token')}
-            </InlineField>
-            <InlineField
-              label="Static agents"
-              labelWidth={LABEL_WIDTH}
-              tooltip="host:port of agents outside the cluster, one per line"
-            >
+            </Row>
+            <NumberField
+              label="Agent port"
+              tooltip="HTTP port of the node agents"
+              id="servicemap-agent-port"
+              integer
+              min={1}
+              max={65535}
+              value={kube.agentPort}
+              placeholder="9465"
+              onChange={(agentPort) => setKube({ agentPort })}
+            />
+            <TextField
+              label="Agent namespace"
+              tooltip="Namespace of the agent DaemonSet"
+              id="servicemap-agent-namespace"
+              value={kube.agentNamespace}
+              placeholder="servicemap"
+              onChange={(agentNamespace) => setKube({ agentNamespace })}
+            />
+            <TextField
+              label="Agent label selector"
+              tooltip="Finds the agent pods"
+              id="servicemap-agent-label-selector"
+              value={kube.agentLabelSelector}
+              placeholder="app.kubernetes.io/name=servicemap-agent"
+              onChange={(agentLabelSelector) => setKube({ agentLabelSelector })}
+            />
+            <Row label="Static agents" tooltip="host:port of agents outside the cluster, one per line">
               <ListInput
                 id="servicemap-static-agents"
                 multiline
@@ -564,36 +533,65 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
                 placeholder={'10.0.0.5:9465\nvm-gateway:9465'}
                 onChange={(staticAgents) => setKube({ staticAgents })}
               />
-            </InlineField>
+            </Row>
             <CidrRulesField value={kube.externalCidrs} onChange={(externalCidrs) => setKube({ externalCidrs })} />
           </>
         )}
       </FieldSet>
 
       <FieldSet label="Gateway">
-        <InlineField label="Enabled" labelWidth={LABEL_WIDTH} tooltip="Edges from API gateway access logs">
+        <Row label="Enabled" tooltip="Edges and client counts from API gateway access logs">
           <InlineSwitch
             id="servicemap-gateway-enabled"
             value={Boolean(gateway.enabled)}
             onChange={(e) => setGateway({ enabled: e.currentTarget.checked })}
           />
-        </InlineField>
+        </Row>
         {gateway.enabled && (
-          <InlineField
-            label="Access log table"
-            labelWidth={LABEL_WIDTH}
-            tooltip="SQL table of parsed access logs; empty uses the agents next to the gateway"
-          >
-            <Input
+          <>
+            <TextField
+              label="Access log table"
+              tooltip="Table of parsed access-log rows in the PostgreSQL database above"
               id="servicemap-gateway-table"
-              width={INPUT_WIDTH}
-              value={gateway.table ?? ''}
-              placeholder="gateway_access_log"
-              onChange={(e) => setGateway({ table: e.currentTarget.value || undefined })}
+              value={gateway.table}
+              placeholder={DEFAULTS.gatewayTable}
+              onChange={(table) => setGateway({ table })}
             />
-          </InlineField>
+            <Row
+              label="Gateway agents"
+              tooltip="Base URLs of the agents next to the gateways, one per line; empty uses the agents Kubernetes finds"
+            >
+              <ListInput
+                id="servicemap-gateway-agents"
+                multiline
+                value={gateway.agents}
+                placeholder={'http://10.0.0.7:9464\nhttps://gw-1.example:9464'}
+                onChange={(agents) => setGateway({ agents })}
+              />
+            </Row>
+          </>
         )}
       </FieldSet>
+
+      {(kube.enabled || gateway.enabled) && (
+        <FieldSet label="Node agents">
+          {secretField({
+            label: 'Agent token',
+            tooltip: 'Shared secret the agents expect',
+            secretKey: 'agentToken',
+            id: 'servicemap-agent-token',
+            placeholder: 'agent token',
+          })}
+          {secretField({
+            label: 'Agent CA certificate',
+            tooltip: "PEM of the CA that signed the agents' TLS certificates (for https agent URLs)",
+            secretKey: 'agentCACert',
+            id: 'servicemap-agent-ca-cert',
+            placeholder: PEM_CERTIFICATE,
+            multiline: true,
+          })}
+        </FieldSet>
+      )}
 
       <FieldSet label="Declared architecture">
         <p>The architecture as documented, in YAML. The drift query compares it with what is observed.</p>
@@ -603,10 +601,112 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
           rows={12}
           value={jsonData.declaredArchitecture ?? ''}
           placeholder={DECLARED_PLACEHOLDER}
-          onChange={onString('declaredArchitecture')}
+          onChange={(e) => setJson({ declaredArchitecture: e.currentTarget.value || undefined })}
         />
       </FieldSet>
     </div>
+  );
+}
+
+const PEM_CERTIFICATE = '-----BEGIN CERTIFICATE-----';
+
+interface RowProps {
+  label: string;
+  tooltip?: string;
+  required?: boolean;
+  children: React.ReactElement;
+}
+
+/** One labelled setting, all labels the same width. */
+function Row({ label, tooltip, required, children }: RowProps) {
+  return (
+    <InlineField label={label} labelWidth={LABEL_WIDTH} tooltip={tooltip} required={required}>
+      {children}
+    </InlineField>
+  );
+}
+
+interface TextFieldProps extends Omit<RowProps, 'children'> {
+  id: string;
+  value?: string;
+  placeholder?: string;
+  width?: number;
+  /** Empty text gives undefined: the key is dropped and the backend default applies. */
+  onChange: (value: string | undefined) => void;
+}
+
+function TextField({ id, value, placeholder, width = INPUT_WIDTH, onChange, ...row }: TextFieldProps) {
+  return (
+    <Row {...row}>
+      <Input
+        id={id}
+        width={width}
+        value={value ?? ''}
+        placeholder={placeholder}
+        onChange={(e: FormEvent<HTMLInputElement>) => onChange(e.currentTarget.value || undefined)}
+      />
+    </Row>
+  );
+}
+
+type NumberFieldProps = Omit<RowProps, 'children'> & React.ComponentProps<typeof NumberInput>;
+
+function NumberField({ label, tooltip, required, ...input }: NumberFieldProps) {
+  return (
+    <Row label={label} tooltip={tooltip} required={required}>
+      <NumberInput {...input} />
+    </Row>
+  );
+}
+
+interface SecretFieldProps extends Omit<RowProps, 'children'> {
+  secretKey: SecureKey;
+  id: string;
+  placeholder: string;
+  /** A text area (PEM) instead of one line. */
+  multiline?: boolean;
+  configured: boolean;
+  value: string;
+  onChange: (value: string) => void;
+  onReset: () => void;
+}
+
+function SecretField({
+  secretKey,
+  id,
+  placeholder,
+  multiline,
+  configured,
+  value,
+  onChange,
+  onReset,
+  ...row
+}: SecretFieldProps) {
+  return (
+    <Row {...row}>
+      {multiline ? (
+        <SecretTextArea
+          id={id}
+          rows={5}
+          cols={45}
+          isConfigured={configured}
+          value={value}
+          placeholder={placeholder}
+          onChange={(e: ChangeEvent<HTMLTextAreaElement>) => onChange(e.currentTarget.value)}
+          onReset={onReset}
+        />
+      ) : (
+        <SecretInput
+          id={id}
+          width={INPUT_WIDTH}
+          isConfigured={configured}
+          value={value}
+          placeholder={placeholder}
+          onChange={(e: ChangeEvent<HTMLInputElement>) => onChange(e.currentTarget.value)}
+          onReset={onReset}
+        />
+      )}
+    </Row>
   );
 }
 

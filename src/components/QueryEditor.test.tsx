@@ -4,7 +4,7 @@ import userEvent from '@testing-library/user-event';
 
 import type { DataSource } from '../datasource';
 import { DEFAULT_QUERY, ServiceMapQuery } from '../types';
-import { isValidSince, parseDepth, QueryEditor, withQueryType } from './QueryEditor';
+import { isValidSince, parseDepth, parseFrames, QueryEditor, withQueryType } from './QueryEditor';
 
 jest.mock('@grafana/runtime', () => ({
   ...jest.requireActual('@grafana/runtime'),
@@ -88,7 +88,7 @@ describe('QueryEditor', () => {
     expect(last().format).toBe('numeric');
   });
 
-  it('switching to changes shows the baseline and, for since, an ISO date input', async () => {
+  it('switching to changes shows the baseline and, for since, a date input checked as the backend does', async () => {
     const { last, user } = setup();
     await choose(user, 'servicemap-A-query-type', /Changes/);
     expect(last().queryType).toBe('changes');
@@ -99,11 +99,66 @@ describe('QueryEditor', () => {
     expect(last().baseline).toBe('since');
     await user.type(screen.getByLabelText('Since'), '2024-05-01T00:00:00Z');
     expect(last().since).toBe('2024-05-01T00:00:00Z');
-    expect(screen.queryByText('Not an ISO date')).not.toBeInTheDocument();
+    expect(screen.queryByText('Use 2024-05-01 or 2024-05-01T12:00:00Z')).not.toBeInTheDocument();
 
     await user.clear(screen.getByLabelText('Since'));
     await user.type(screen.getByLabelText('Since'), 'yesterday-ish');
-    expect(screen.getByText('Not an ISO date')).toBeInTheDocument();
+    expect(last().since).toBe('yesterday-ish');
+    expect(screen.getByText('Use 2024-05-01 or 2024-05-01T12:00:00Z')).toBeInTheDocument();
+
+    await user.click(screen.getByLabelText('Previous range'));
+    expect(last().baseline).toBe('previousRange');
+    expect(screen.queryByLabelText('Since')).not.toBeInTheDocument();
+  });
+
+  it('changes since the last deploy asks for a service, and a service brings the depth fields', async () => {
+    const { last, onRunQuery, user } = setup({ queryType: 'changes', baseline: 'previousRange' });
+    expect(screen.queryByLabelText('Depth up')).not.toBeInTheDocument();
+
+    await user.click(screen.getByLabelText('Since last deploy'));
+    expect(last().baseline).toBe('lastDeploy');
+    expect(onRunQuery).toHaveBeenCalled();
+    expect(screen.getByText('Since last deploy needs a service')).toBeInTheDocument();
+
+    await choose(user, 'servicemap-A-service', /^checkout/);
+    expect(last()).toMatchObject({ queryType: 'changes', baseline: 'lastDeploy', service: 'checkout' });
+    expect(screen.queryByText('Since last deploy needs a service')).not.toBeInTheDocument();
+
+    // the neighbourhood compared around the service
+    const up = screen.getByLabelText('Depth up');
+    await user.clear(up);
+    await user.type(up, '1');
+    expect(last().depthUp).toBe(1);
+  });
+
+  it('offers the frames of the query type and stores the chosen ones comma-separated', async () => {
+    const { last, user } = setup({ queryType: 'impact', service: 'checkout' });
+    await choose(user, 'servicemap-A-frame', 'recovery_order');
+    expect(last().frame).toBe('recovery_order');
+    await choose(user, 'servicemap-A-frame', 'summary');
+    expect(last().frame).toBe('recovery_order,summary');
+    // frames of other query types are not offered
+    await user.click(document.getElementById('servicemap-A-frame')!);
+    expect(screen.queryByRole('option', { name: 'drift_edges' })).not.toBeInTheDocument();
+    expect(screen.getByRole('option', { name: 'root_cause' })).toBeInTheDocument();
+    await user.keyboard('{Escape}');
+
+    // another query type starts again with all frames
+    await choose(user, 'servicemap-A-query-type', /Drift/);
+    expect(last().frame).toBeUndefined();
+    await choose(user, 'servicemap-A-frame', 'drift_edges');
+    expect(last()).toMatchObject({ queryType: 'drift', frame: 'drift_edges' });
+
+    // the service map and edge metrics answer with all their frames
+    await choose(user, 'servicemap-A-query-type', /Service map/);
+    expect(document.getElementById('servicemap-A-frame')).toBeNull();
+  });
+
+  it('shows the saved frames of a dashboard query', () => {
+    setup({ queryType: 'changes', service: '$service', baseline: 'lastDeploy', frame: 'nodes, edges' });
+    expect(screen.getByText('nodes')).toBeInTheDocument();
+    expect(screen.getByText('edges')).toBeInTheDocument();
+    expect(screen.queryByText('changes')).not.toBeInTheDocument();
   });
 
   it('impact asks for a service; drift for nothing; annotations for an optional service', async () => {
@@ -206,10 +261,32 @@ describe('query helpers', () => {
     expect(parseDepth('99')).toBe(10);
   });
 
-  it('isValidSince accepts ISO dates and variables', () => {
+  it('isValidSince accepts what the backend parses: RFC 3339 times, dates and variables', () => {
     expect(isValidSince('2024-05-01')).toBe(true);
+    expect(isValidSince('2024-05-01T12:00:00Z')).toBe(true);
+    expect(isValidSince('2024-05-01T12:00:00.250+02:00')).toBe(true);
     expect(isValidSince('$deployDate')).toBe(true);
     expect(isValidSince(undefined)).toBe(true);
     expect(isValidSince('next tuesday')).toBe(false);
+    // Date.parse takes these, the backend does not
+    expect(isValidSince('2024-05-01 12:00')).toBe(false);
+    expect(isValidSince('May 1, 2024')).toBe(false);
+    expect(isValidSince('2024-05-01T12:00')).toBe(false);
+    expect(isValidSince('2024-13-45')).toBe(false);
+    expect(isValidSince('2024-02-30')).toBe(false);
+    expect(isValidSince('2024-02-29T23:00:00Z')).toBe(true);
+  });
+
+  it('parseFrames splits the comma list and drops blanks', () => {
+    expect(parseFrames(undefined)).toEqual([]);
+    expect(parseFrames(' nodes, edges ,')).toEqual(['nodes', 'edges']);
+  });
+
+  it('withQueryType drops the frame choice of the old type', () => {
+    expect(withQueryType({ refId: 'A', queryType: 'impact', frame: 'summary' }, 'changes')).toEqual({
+      refId: 'A',
+      queryType: 'changes',
+      baseline: 'previousRange',
+    });
   });
 });

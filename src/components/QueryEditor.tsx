@@ -12,6 +12,7 @@ import {
   EdgeMetric,
   EdgeMetricsFormat,
   EvidenceSource,
+  FRAMES_BY_TYPE,
   MAX_DEPTH,
   MIN_DEPTH,
   QueryType,
@@ -49,9 +50,13 @@ const FORMAT_OPTIONS: Array<SelectableValue<EdgeMetricsFormat>> = [
 ];
 
 const BASELINE_OPTIONS: Array<SelectableValue<BaselineMode>> = [
-  { label: 'Previous range', value: 'previousRange' },
-  { label: 'Since date', value: 'since' },
-  { label: 'Last deploy', value: 'lastDeploy' },
+  { label: 'Previous range', value: 'previousRange', description: 'The range of the same length just before' },
+  { label: 'Since date', value: 'since', description: 'The range of the same length ending at a date' },
+  {
+    label: 'Since last deploy',
+    value: 'lastDeploy',
+    description: "The range of the same length ending at the service's last deploy",
+  },
 ];
 
 const LABEL_WIDTH = 16;
@@ -59,6 +64,8 @@ const LABEL_WIDTH = 16;
 /** Fills the defaults a query type needs when the user switches to it. */
 export function withQueryType(query: ServiceMapQuery, queryType: QueryType): ServiceMapQuery {
   const next: ServiceMapQuery = { ...query, queryType };
+  // frame names differ between query types
+  delete next.frame;
   switch (queryType) {
     case 'serviceMap':
       next.depthUp = query.depthUp ?? DEFAULT_DEPTH;
@@ -87,15 +94,36 @@ export function parseDepth(text: string): number | undefined {
   return Math.min(MAX_DEPTH, Math.max(MIN_DEPTH, n));
 }
 
-/** An ISO date, or a template variable that will become one. */
+const DATE = /^\d{4}-\d{2}-\d{2}$/;
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/i;
+
+/**
+ * What the backend accepts as since: an RFC 3339 time or a plain date (midnight UTC),
+ * or a template variable that will become one.
+ */
 export function isValidSince(since: string | undefined): boolean {
   if (!since) {
     return true;
   }
-  if (since.includes('$')) {
+  const text = since.trim();
+  if (text.includes('$')) {
     return true;
   }
-  return !Number.isNaN(Date.parse(since));
+  if (!(DATE.test(text) || RFC3339.test(text)) || Number.isNaN(Date.parse(text))) {
+    return false;
+  }
+  // Date.parse rolls 2024-02-30 over to March; the backend refuses it
+  const [y, m, d] = text.slice(0, 10).split('-').map(Number);
+  const day = new Date(Date.UTC(y, m - 1, d));
+  return day.getUTCMonth() === m - 1 && day.getUTCDate() === d;
+}
+
+/** Splits the frame field into names; empty gives []. */
+export function parseFrames(frame: string | undefined): string[] {
+  return (frame ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
 }
 
 export function QueryEditor({ query, onChange, onRunQuery, datasource }: Props) {
@@ -114,8 +142,8 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource }: Props) 
     onChange({ ...query, [key]: value === '' ? undefined : value });
   };
 
-  const serviceField = (label: string, tooltip: string, placeholder?: string) => (
-    <InlineField label={label} labelWidth={LABEL_WIDTH} tooltip={tooltip}>
+  const serviceField = (label: string, tooltip: string, placeholder?: string, error?: string) => (
+    <InlineField label={label} labelWidth={LABEL_WIDTH} tooltip={tooltip} invalid={Boolean(error)} error={error}>
       <ServiceSelect
         inputId={`servicemap-${query.refId}-service`}
         value={query.service}
@@ -125,6 +153,60 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource }: Props) 
         onChange={(service) => update({ service })}
       />
     </InlineField>
+  );
+
+  const depthFields = (
+    <InlineFieldRow>
+      <InlineField label="Depth up" labelWidth={LABEL_WIDTH} tooltip="Levels of callers shown (0 to 10).">
+        <Input
+          id={`servicemap-${query.refId}-depth-up`}
+          type="number"
+          min={MIN_DEPTH}
+          max={MAX_DEPTH}
+          width={12}
+          value={query.depthUp ?? ''}
+          placeholder={String(DEFAULT_DEPTH)}
+          onChange={(e) => onChange({ ...query, depthUp: parseDepth(e.currentTarget.value) })}
+          onBlur={onRunQuery}
+        />
+      </InlineField>
+      <InlineField label="Depth down" labelWidth={LABEL_WIDTH} tooltip="Levels of callees shown (0 to 10).">
+        <Input
+          id={`servicemap-${query.refId}-depth-down`}
+          type="number"
+          min={MIN_DEPTH}
+          max={MAX_DEPTH}
+          width={12}
+          value={query.depthDown ?? ''}
+          placeholder={String(DEFAULT_DEPTH)}
+          onChange={(e) => onChange({ ...query, depthDown: parseDepth(e.currentTarget.value) })}
+          onBlur={onRunQuery}
+        />
+      </InlineField>
+    </InlineFieldRow>
+  );
+
+  const frameOptions = (FRAMES_BY_TYPE[queryType] ?? []).map((name) => ({ label: name, value: name }));
+  const frameField = frameOptions.length > 0 && (
+    <InlineFieldRow>
+      <InlineField
+        label="Frames"
+        labelWidth={LABEL_WIDTH}
+        tooltip="Only these frames of the answer, e.g. one table for a table panel. None chosen returns all."
+      >
+        <MultiSelect<string>
+          inputId={`servicemap-${query.refId}-frame`}
+          width={50}
+          options={frameOptions}
+          value={parseFrames(query.frame)}
+          placeholder="all frames"
+          onChange={(options) => {
+            const names = options.map((o) => o.value).filter((v): v is string => Boolean(v));
+            update({ frame: names.length > 0 ? names.join(',') : undefined });
+          }}
+        />
+      </InlineField>
+    </InlineFieldRow>
   );
 
   return (
@@ -161,34 +243,7 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource }: Props) 
               />
             </InlineField>
           </InlineFieldRow>
-          <InlineFieldRow>
-            <InlineField label="Depth up" labelWidth={LABEL_WIDTH} tooltip="Levels of callers shown (0 to 10).">
-              <Input
-                id={`servicemap-${query.refId}-depth-up`}
-                type="number"
-                min={MIN_DEPTH}
-                max={MAX_DEPTH}
-                width={12}
-                value={query.depthUp ?? ''}
-                placeholder={String(DEFAULT_DEPTH)}
-                onChange={(e) => onChange({ ...query, depthUp: parseDepth(e.currentTarget.value) })}
-                onBlur={onRunQuery}
-              />
-            </InlineField>
-            <InlineField label="Depth down" labelWidth={LABEL_WIDTH} tooltip="Levels of callees shown (0 to 10).">
-              <Input
-                id={`servicemap-${query.refId}-depth-down`}
-                type="number"
-                min={MIN_DEPTH}
-                max={MAX_DEPTH}
-                width={12}
-                value={query.depthDown ?? ''}
-                placeholder={String(DEFAULT_DEPTH)}
-                onChange={(e) => onChange({ ...query, depthDown: parseDepth(e.currentTarget.value) })}
-                onBlur={onRunQuery}
-              />
-            </InlineField>
-          </InlineFieldRow>
+          {depthFields}
           <InlineFieldRow>
             <InlineField label="Sources" labelWidth={LABEL_WIDTH} tooltip="Evidence to join. None chosen uses all.">
               <MultiSelect<EvidenceSource>
@@ -263,10 +318,20 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource }: Props) 
       {queryType === 'changes' && (
         <>
           <InlineFieldRow>
-            {serviceField('Service', 'Only changes around this service. Empty compares the whole map.', 'whole map')}
+            {serviceField(
+              'Service',
+              'Only changes around this service (depth up and down as on the service map). Empty compares the whole map.',
+              'whole map',
+              query.baseline === 'lastDeploy' && !query.service ? 'Since last deploy needs a service' : undefined
+            )}
           </InlineFieldRow>
+          {query.service && depthFields}
           <InlineFieldRow>
-            <InlineField label="Baseline" labelWidth={LABEL_WIDTH} tooltip="What the current map is compared with.">
+            <InlineField
+              label="Baseline"
+              labelWidth={LABEL_WIDTH}
+              tooltip="What the current map is compared with: a range as long as the query range, ending here."
+            >
               <RadioButtonGroup<BaselineMode>
                 options={BASELINE_OPTIONS}
                 value={query.baseline ?? DEFAULT_BASELINE}
@@ -277,9 +342,9 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource }: Props) 
               <InlineField
                 label="Since"
                 labelWidth={LABEL_WIDTH}
-                tooltip="ISO 8601 date or time, e.g. 2024-05-01 or 2024-05-01T12:00:00Z."
+                tooltip="RFC 3339 time or a date (midnight UTC), e.g. 2024-05-01 or 2024-05-01T12:00:00Z."
                 invalid={!isValidSince(query.since)}
-                error="Not an ISO date"
+                error="Use 2024-05-01 or 2024-05-01T12:00:00Z"
               >
                 <Input
                   id={`servicemap-${query.refId}-since`}
@@ -298,6 +363,8 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource }: Props) 
       {queryType === 'drift' && (
         <p>Compares the declared architecture from the data source settings with the calls observed in the range.</p>
       )}
+
+      {frameField}
 
       {queryType === 'deployAnnotations' && (
         <InlineFieldRow>
