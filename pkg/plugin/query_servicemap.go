@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 	"github.com/grafana/grafana-plugin-sdk-go/data"
@@ -30,15 +29,9 @@ func (d *Datasource) graph(q backend.DataQuery, query Query) (*model.Graph, erro
 	if err != nil {
 		return nil, err
 	}
-	up, down := 2, 2
-	if query.DepthUp != nil {
-		up = *query.DepthUp
-	}
-	if query.DepthDown != nil {
-		down = *query.DepthDown
-	}
-	if up < 0 || up > maxDepth || down < 0 || down > maxDepth {
-		return nil, fmt.Errorf("depthUp and depthDown must be 0..%d, got %d and %d", maxDepth, up, down)
+	up, down, err := query.depths()
+	if err != nil {
+		return nil, err
 	}
 	edges, infos := d.store.Snapshot(q.TimeRange.From, q.TimeRange.To, sources)
 	g := model.Build(q.TimeRange.From, q.TimeRange.To, edges, infos, d.settings.SLOs)
