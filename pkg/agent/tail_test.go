@@ -91,7 +91,7 @@ func TestTailerRenameRotationFinishesOldFile(t *testing.T) {
 	// Between rename and reopen the writer still appends to the old file.
 	appendFile(t, path+".1", "l2\n")
 	tl.poll(now, r.emit)
-	appendFile(t, path, "n1\n")     // the writer reopened: new file at the path
+	appendFile(t, path, "n1\n")      // the writer reopened: new file at the path
 	appendFile(t, path+".1", "l3\n") // a slow worker still writes to the old one
 	tl.poll(now, r.emit)
 	appendFile(t, path, "n2\n")
