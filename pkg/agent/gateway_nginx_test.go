@@ -417,3 +417,61 @@ func TestGatewayNginxCountsRequests(t *testing.T) {
 		}
 	}
 }
+
+func TestGatewayNginxRotationAndBadLines(t *testing.T) {
+	e := startGatewayEnv(t)
+	req := func(n int, tag string) {
+		for i := range n {
+			if s := e.get("/payments/pay", "203.0.113.9", fmt.Sprintf("%s-%d", tag, i)); s != 200 {
+				t.Fatalf("status %d", s)
+			}
+		}
+	}
+	req(20, "a")
+	e.waitLines(20)
+
+	// logrotate's way: rename, nginx keeps writing to the renamed file
+	// until it reopens its logs on SIGUSR1.
+	if err := os.Rename(e.nginx.AccessLog, e.nginx.AccessLog+".1"); err != nil {
+		t.Fatal(err)
+	}
+	req(15, "b") // into access.log.1
+	if err := e.nginx.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(e.nginx.AccessLog); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nginx did not reopen its log: %s", e.nginx.ErrorLog())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Malformed lines between good ones in the new file (written with
+	// O_APPEND like nginx, so lines do not mix).
+	junk := []string{"not json at all\n", `{"time":"2026-11-23T21:40:38+00:00","client":"1.2.3.4","service":"x","status":"200"}` + "\n",
+		`{"time":"yesterday","client":"1.2.3.4","service":"x","status":"200","request_time":"0.001"}` + "\n",
+		strings.Repeat("z", DefaultGatewayMaxLine+10) + "\n"}
+	for i := range 25 {
+		req(1, fmt.Sprint("c", i))
+		if i%6 == 0 && i/6 < len(junk) {
+			appendFile(t, e.nginx.AccessLog, junk[i/6])
+		}
+	}
+	rep := e.waitLines(20 + 15 + 25 + uint64(len(junk)))
+	wantBad := map[string]uint64{accesslog.ReasonJSON: 1, accesslog.ReasonBadDuration: 1, accesslog.ReasonBadTime: 1, ReasonTooLong: 1}
+	if rep.Lines.Parsed != 60 || fmt.Sprint(rep.Lines.BadByReason) != fmt.Sprint(wantBad) {
+		t.Fatalf("lines %+v", rep.Lines)
+	}
+	if rep.Files[0].Rotations != 1 || rep.Files[0].Error != "" {
+		t.Fatalf("files %+v", rep.Files)
+	}
+	tot := totals(t, e.closeAll(0, rep.Epoch))
+	p := tot["user→payments/http"]
+	// Users a-0..a-19, b-0..b-14, c0..c24: 60 distinct, each counted once.
+	if len(tot) != 1 || p == nil || p.calls != 60 || p.errors != 0 || p.clients.Estimate() != 60 {
+		t.Fatalf("payments after rotation: %+v", p)
+	}
+}
