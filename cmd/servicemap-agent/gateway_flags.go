@@ -31,6 +31,7 @@ type gwFlags struct {
 	rotateWait     *time.Duration
 	maxLine        *int
 	maxBuckets     *int
+	maxHeld        *int
 }
 
 func gatewayFlags(fs *flag.FlagSet) *gwFlags {
@@ -46,6 +47,7 @@ func gatewayFlags(fs *flag.FlagSet) *gwFlags {
 	g.rotateWait = fs.Duration("access-log-rotate-wait", agent.DefaultGatewayRotateWait, "how long a rotated-away log is still read")
 	g.maxLine = fs.Int("access-log-max-line", agent.DefaultGatewayMaxLine, "longest access-log line in bytes (longer: bad \"too_long\")")
 	g.maxBuckets = fs.Int("gateway-max-buckets", agent.DefaultGatewayMaxBuckets, "most buckets in one /v1/gateway answer")
+	g.maxHeld = fs.Int("gateway-max-held-bytes", agent.DefaultGatewayMaxHeld, "most closed buckets kept (estimated JSON bytes); oldest dropped first")
 	return g
 }
 
@@ -55,7 +57,7 @@ func (g *gwFlags) build(node string, maxBytes int, log *slog.Logger) (*agent.Gat
 		return nil, nil
 	}
 	cfg := agent.GatewayConfig{
-		Node: node, Paths: g.paths, FromStart: *g.fromStart, MaxLine: *g.maxLine, MaxBuckets: *g.maxBuckets,
+		Node: node, Paths: g.paths, FromStart: *g.fromStart, MaxLine: *g.maxLine, MaxBuckets: *g.maxBuckets, MaxHeld: *g.maxHeld,
 		MaxBytes: maxBytes, Logger: log, Poll: *g.poll, Lateness: *g.lateness, Retention: *g.retention,
 		RotateWait: *g.rotateWait,
 		Parser:     accesslog.Config{ClientKeyField: *g.clientField, DefaultService: *g.defaultService},

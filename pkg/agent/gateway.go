@@ -36,6 +36,10 @@ const (
 	// DefaultGatewayMaxOpen bounds the minute buckets still open, so a log
 	// with unbounded service names cannot exhaust memory.
 	DefaultGatewayMaxOpen = 50000
+	// DefaultGatewayMaxHeld bounds the closed buckets kept (estimated JSON
+	// bytes): a dense HyperLogLog is 16 KiB, so 2 h of many busy services
+	// would otherwise hold gigabytes.
+	DefaultGatewayMaxHeld = 256 << 20
 	// gatewayMaxFuture rejects lines stamped further ahead of the agent's
 	// clock (they would hold a bucket open for that long).
 	gatewayMaxFuture = 5 * time.Minute
@@ -90,7 +94,10 @@ type GatewayConfig struct {
 	MaxBuckets int
 	MaxBytes   int
 	MaxOpen    int
-	Logger     *slog.Logger
+	// MaxHeld bounds the closed buckets held (estimated JSON bytes); the
+	// oldest are dropped first, as if their retention had passed.
+	MaxHeld int
+	Logger  *slog.Logger
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
 }
@@ -126,6 +133,7 @@ type Gateway struct {
 	mu      sync.Mutex
 	open    map[bucketKey]*openBucket
 	closed  []closedBucket // ascending Seq
+	held    int            // sum of closed[].size
 	lastSeq uint64
 	lines   api.LineCounts
 }
@@ -142,7 +150,8 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 	cfg.MaxBuckets = cmp.Or(cfg.MaxBuckets, DefaultGatewayMaxBuckets)
 	cfg.MaxBytes = cmp.Or(cfg.MaxBytes, DefaultMaxResponseBytes)
 	cfg.MaxOpen = cmp.Or(cfg.MaxOpen, DefaultGatewayMaxOpen)
-	if cfg.Lateness < 0 || cfg.Poll < 0 || cfg.Retention < 0 || cfg.MaxLine < 0 || cfg.MaxBuckets < 0 {
+	cfg.MaxHeld = cmp.Or(cfg.MaxHeld, DefaultGatewayMaxHeld)
+	if cfg.Lateness < 0 || cfg.Poll < 0 || cfg.Retention < 0 || cfg.MaxLine < 0 || cfg.MaxBuckets < 0 || cfg.MaxHeld < 0 {
 		return nil, errors.New("gateway: negative duration or bound")
 	}
 	if cfg.Logger == nil {
@@ -270,7 +279,8 @@ func (g *Gateway) caller(client string) string {
 
 // closeDue closes the open buckets whose minute ended more than Lateness
 // before now (in a fixed order, so Seq follows minute, caller, service,
-// protocol), and drops closed buckets older than Retention. A line for an
+// protocol), and drops closed buckets older than Retention or beyond
+// MaxHeld. A line for an
 // already closed minute opens a fresh bucket that is closed (with its own
 // Seq) at the next call: it is neither lost nor merged into a bucket a
 // client may already have applied.
@@ -302,9 +312,11 @@ func (g *Gateway) closeDue(now time.Time) {
 		// base64 grows bytes by 4/3; 200 covers the other fields.
 		cb.size = 200 + len(k.caller) + len(k.service) + (len(lat)+len(hll))*4/3
 		g.closed = append(g.closed, cb)
+		g.held += cb.size
 	}
 	drop := 0
-	for drop < len(g.closed) && now.Sub(g.closed[drop].closedAt) > g.cfg.Retention {
+	for drop < len(g.closed) && (now.Sub(g.closed[drop].closedAt) > g.cfg.Retention || g.held > g.cfg.MaxHeld) {
+		g.held -= g.closed[drop].size
 		drop++
 	}
 	if drop > 0 {

@@ -196,3 +196,35 @@ func TestGatewayBadLines(t *testing.T) {
 	}
 	var _ api.GatewayReport = *rep
 }
+
+// TestGatewayMaxHeldAndTwoFiles: lines of two logs are summed; closed
+// buckets beyond MaxHeld are dropped oldest first and show up as a gap.
+func TestGatewayMaxHeldAndTwoFiles(t *testing.T) {
+	m0 := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	clock := &fakeClock{t: m0.Add(30 * time.Second)}
+	second := filepath.Join(t.TempDir(), "other.log")
+	appendFile(t, second, "")
+	g, path := newTestGateway(t, clock, func(c *GatewayConfig) {
+		c.Paths = append(c.Paths, second)
+		c.MaxHeld = 3 * 300 // about three small buckets
+	})
+	for i := range 5 {
+		appendFile(t, path, logLine(m0, "10.0.0.1", "u1", fmt.Sprint("s", i), 200, 0.001))
+		appendFile(t, second, logLine(m0, "10.0.0.2", "u2", fmt.Sprint("s", i), 500, 0.001))
+	}
+	g.PollOnce()
+	clock.Set(m0.Add(2 * time.Minute))
+	rep := g.Report(0, g.Epoch())
+	if rep.LastSeq != 5 || len(rep.Buckets) == 0 || len(rep.Buckets) > 3 || rep.Gap != 5-uint64(len(rep.Buckets)) ||
+		rep.Oldest != rep.Buckets[0].Seq || rep.Buckets[len(rep.Buckets)-1].Seq != 5 {
+		t.Fatalf("held: LastSeq %d Oldest %d Gap %d buckets %d", rep.LastSeq, rep.Oldest, rep.Gap, len(rep.Buckets))
+	}
+	for _, b := range rep.Buckets {
+		if b.Calls != 2 || b.Errors != 1 || hllEstimate(t, b.Clients) != 2 {
+			t.Fatalf("bucket %+v", b)
+		}
+	}
+	if len(rep.Files) != 2 || rep.Files[1].Path != second || rep.Files[1].Offset == 0 {
+		t.Fatalf("files %+v", rep.Files)
+	}
+}
