@@ -195,7 +195,8 @@ func (t *tailer) split(tf *tailFile, chunk []byte, emit lineFunc) {
 		i := bytes.IndexByte(chunk, '\n')
 		if i < 0 {
 			if !tf.skipping {
-				if len(tf.frag)+len(chunk) > t.cfg.MaxLine {
+				// +1: room for the CR of a CRLF line of exactly MaxLine.
+				if len(tf.frag)+len(chunk) > t.cfg.MaxLine+1 {
 					emit(tf.frag, ReasonTooLong)
 					tf.frag, tf.skipping = tf.frag[:0], true
 				} else {

@@ -149,3 +149,49 @@ func TestTailerTooLongLines(t *testing.T) {
 		t.Fatalf("lines %q bad %q", got, r.bad)
 	}
 }
+
+// FuzzTailerSplit: however the bytes arrive in reads, the tailer emits
+// exactly the file's non-empty lines (CR stripped) of at most MaxLine
+// bytes, and one too_long per longer line that has its newline.
+func FuzzTailerSplit(f *testing.F) {
+	f.Add([]byte("a\nbb\n\nccc"), []byte{1, 2, 3})
+	f.Add([]byte(strings.Repeat("x", 40)+"\nok\r\n"), []byte{7, 0, 30})
+	f.Add([]byte(strings.Repeat("x", 16)+"\r\n"), []byte{15, 0})
+	f.Fuzz(func(t *testing.T, data, cuts []byte) {
+		const maxLine = 16
+		tl := newTailer("unused", tailConfig{MaxLine: maxLine})
+		tf := &tailFile{}
+		var r tailRec
+		rest := data
+		for i := 0; len(rest) > 0; i++ {
+			n := len(rest)
+			if len(cuts) > 0 {
+				n = min(n, int(cuts[i%len(cuts)])+1)
+			}
+			tl.split(tf, rest[:n], r.emit)
+			rest = rest[n:]
+		}
+		var want []string
+		tooLong := 0
+		parts := strings.Split(string(data), "\n")
+		for _, l := range parts[:len(parts)-1] { // the last part has no newline yet
+			switch l = strings.TrimSuffix(l, "\r"); {
+			case len(l) > maxLine:
+				tooLong++
+			case l != "":
+				want = append(want, l)
+			}
+		}
+		if !slices.Equal(r.lines, want) {
+			t.Fatalf("lines %q, want %q", r.lines, want)
+		}
+		// A trailing line already over the bound (plus a CR) is reported
+		// before its newline.
+		if last := parts[len(parts)-1]; len(last) > maxLine+1 {
+			tooLong++
+		}
+		if len(r.bad) != tooLong {
+			t.Fatalf("too_long %d, want %d (data %q)", len(r.bad), tooLong, data)
+		}
+	})
+}
