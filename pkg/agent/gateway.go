@@ -262,16 +262,27 @@ func (g *Gateway) bad(reason string, line []byte) {
 	g.lines.LastBad = reason + ": " + strings.ToValidUTF8(string(line), "\uFFFD")
 }
 
-// caller names the client address by the first matching rule.
+// caller names the client address by the first matching rule. The address
+// may carry a port ("$remote_addr:$remote_port") or be a forwarded-for list
+// (the first entry is the client).
 func (g *Gateway) caller(client string) string {
-	if len(g.cfg.Callers) > 0 {
-		if a, err := netip.ParseAddr(client); err == nil {
-			a = a.Unmap()
-			for _, r := range g.cfg.Callers {
-				if r.Prefix.Contains(a) {
-					return r.Name
-				}
-			}
+	if len(g.cfg.Callers) == 0 {
+		return "user"
+	}
+	client, _, _ = strings.Cut(client, ",")
+	client = strings.TrimSpace(client)
+	a, err := netip.ParseAddr(client)
+	if err != nil {
+		ap, err := netip.ParseAddrPort(client)
+		if err != nil {
+			return "user"
+		}
+		a = ap.Addr()
+	}
+	a = a.Unmap()
+	for _, r := range g.cfg.Callers {
+		if r.Prefix.Contains(a) {
+			return r.Name
 		}
 	}
 	return "user"

@@ -254,3 +254,24 @@ func TestGatewayDistinctClientsLarge(t *testing.T) {
 	}
 	t.Logf("distinct estimate %.0f for %d (%.3f %% off)", est, users, 100*(est/users-1))
 }
+
+func TestGatewayCaller(t *testing.T) {
+	g, _ := newTestGateway(t, &fakeClock{}, func(c *GatewayConfig) {
+		c.Callers = []CallerRule{{"a", netip.MustParsePrefix("10.1.0.0/16")}, {"b", netip.MustParsePrefix("10.0.0.0/8")},
+			{"v6", netip.MustParsePrefix("fd00::/8")}}
+	})
+	for client, want := range map[string]string{"10.1.2.3": "a", "10.2.0.1": "b", "11.0.0.1": "user", "::ffff:10.1.0.9": "a",
+		"10.2.0.1:5555": "b", "[fd00::1]:443": "v6", "fd00::2": "v6", "10.1.0.1, 192.0.2.1": "a", "unix:": "user", "": "user"} {
+		if got := g.caller(client); got != want {
+			t.Errorf("caller(%q) = %q, want %q", client, got, want)
+		}
+	}
+	for _, bad := range []string{"x", "=10.0.0.0/8", "a=10.0.0.0", "a=10.0.0.0/33"} {
+		if _, err := ParseCallerRule(bad); err == nil {
+			t.Errorf("ParseCallerRule(%q) accepted", bad)
+		}
+	}
+	if r, err := ParseCallerRule(" mesh = 10.1.2.3/16 "); err != nil || r.Name != "mesh" || r.Prefix.String() != "10.1.0.0/16" {
+		t.Errorf("ParseCallerRule: %+v %v", r, err)
+	}
+}
