@@ -398,6 +398,14 @@ func TestGatewayNginxCountsRequests(t *testing.T) {
 		t.Fatalf("late buckets %+v", late)
 	}
 
+	// Past the retention (2 h) everything is dropped: a client that had
+	// applied up to `last` misses the late buckets and is told how many.
+	e.clock.Advance(3 * time.Hour)
+	lastSeq := late[len(late)-1].Seq
+	if rep := e.report(last, epoch); rep.Gap != lastSeq-last || rep.Oldest != lastSeq+1 || len(rep.Buckets) != 0 || rep.LastSeq != lastSeq {
+		t.Fatalf("after retention: gap %d oldest %d lastSeq %d buckets %d", rep.Gap, rep.Oldest, rep.LastSeq, len(rep.Buckets))
+	}
+
 	// Unauthorized and bad requests.
 	for _, c := range []struct {
 		auth, query string
