@@ -23,6 +23,7 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 type gwFlags struct {
 	paths, callers listFlag
 	fromStart      *bool
+	format         *string
 	clientField    *string
 	defaultService *string
 	poll           *time.Duration
@@ -39,6 +40,7 @@ func gatewayFlags(fs *flag.FlagSet) *gwFlags {
 	fs.Var(&g.paths, "access-log", "gateway access log to tail (nginx JSON log_format servicemap); repeatable")
 	fs.Var(&g.callers, "caller-cidr", "NAME=CIDR: clients in CIDR are the caller NAME instead of \"user\"; repeatable, first match wins")
 	g.fromStart = fs.Bool("access-log-from-start", false, "read access logs present at start from their beginning (default: from their end)")
+	g.format = fs.String("access-log-format", accesslog.FormatJSON, "access-log line format: json (log_format servicemap) or combined (servicemap_text)")
 	g.clientField = fs.String("access-log-client-field", accesslog.DefaultClientKeyField, "JSON field identifying a client for distinct counting (empty: client address only)")
 	g.defaultService = fs.String("gateway-name", "", "service name for requests the gateway answered itself (no upstream); empty: such lines count as bad \"no_service\"")
 	g.poll = fs.Duration("access-log-poll", agent.DefaultGatewayPoll, "how often access logs are read")

@@ -160,9 +160,13 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	parser, err := accesslog.NewParser(cfg.Parser)
+	if err != nil {
+		return nil, err
+	}
 	var e [8]byte
 	rand.Read(e[:])
-	g := &Gateway{cfg: cfg, epoch: hex.EncodeToString(e[:]), parser: accesslog.NewParser(cfg.Parser),
+	g := &Gateway{cfg: cfg, epoch: hex.EncodeToString(e[:]), parser: parser,
 		open: map[bucketKey]*openBucket{}, lines: api.LineCounts{BadByReason: map[string]uint64{}}}
 	seen := map[string]bool{}
 	for _, p := range cfg.Paths {

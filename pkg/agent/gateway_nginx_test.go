@@ -50,6 +50,7 @@ type gwEnv struct {
 	t      *testing.T
 	nginx  *nginx.Server
 	gw     *Gateway
+	gwText *Gateway // the same requests from nginx's text-format log
 	clock  *offsetClock
 	agent  *httptest.Server
 	client *http.Client // HTTP/1.1 to nginx
@@ -102,22 +103,27 @@ func startGatewayEnv(t *testing.T) *gwEnv {
 		w.Write([]byte{0, 0, 0, 0, 0})
 		w.Header().Set("Grpc-Status", "0")
 	}))
-	ng := nginx.Start(t, nginx.Options{RealIPFromLoopback: true, Upstreams: []nginx.Upstream{
+	ng := nginx.Start(t, nginx.Options{RealIPFromLoopback: true, TextLog: true, Upstreams: []nginx.Upstream{
 		{Name: "cart", Addr: cart}, {Name: "payments", Addr: payments}, {Name: "orders", Addr: orders, GRPC: true},
 	}})
 	clock := &offsetClock{}
-	gw, err := NewGateway(GatewayConfig{
-		Node: "edge-node", Paths: []string{ng.AccessLog}, Poll: 20 * time.Millisecond, RotateWait: 2 * time.Second,
-		Parser: accesslog.Config{ClientKeyField: "user"}, Lateness: 10 * time.Second, Now: clock.Now,
-		Callers: []CallerRule{{"batch", netip.MustParsePrefix("10.20.0.0/16")}, {"partner", netip.MustParsePrefix("198.51.100.0/24")}},
-	})
-	if err != nil {
-		t.Fatal(err)
+	newGW := func(path, format string) *Gateway {
+		gw, err := NewGateway(GatewayConfig{
+			Node: "edge-node", Paths: []string{path}, Poll: 20 * time.Millisecond, RotateWait: 2 * time.Second,
+			Parser: accesslog.Config{Format: format, ClientKeyField: "user"}, Lateness: 10 * time.Second, Now: clock.Now,
+			Callers: []CallerRule{{"batch", netip.MustParsePrefix("10.20.0.0/16")}, {"partner", netip.MustParsePrefix("198.51.100.0/24")}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); gw.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+		return gw
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); gw.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	gw := newGW(ng.AccessLog, accesslog.FormatJSON)
+	gwText := newGW(ng.TextAccessLog, accesslog.FormatText)
 	srv, err := NewServer(nil, gwToken, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +134,7 @@ func startGatewayEnv(t *testing.T) *gwEnv {
 	tr := &http.Transport{Protocols: new(http.Protocols)}
 	tr.Protocols.SetUnencryptedHTTP2(true)
 	t.Cleanup(tr.CloseIdleConnections)
-	return &gwEnv{t: t, nginx: ng, gw: gw, clock: clock, agent: as,
+	return &gwEnv{t: t, nginx: ng, gw: gw, gwText: gwText, clock: clock, agent: as,
 		client: &http.Client{Timeout: 10 * time.Second}, h2c: &http.Client{Transport: tr, Timeout: 10 * time.Second}}
 }
 
@@ -332,6 +338,15 @@ func TestGatewayNginxCountsRequests(t *testing.T) {
 		t.Fatalf("files %+v", rep.Files)
 	}
 	epoch := rep.Epoch
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		l := e.gwText.Report(0, "").Lines
+		if l.Parsed+l.Bad == lines {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("text log: %+v", l)
+		}
+	}
 
 	buckets := e.closeAll(0, epoch)
 	tot := totals(t, buckets)
@@ -374,6 +389,23 @@ func TestGatewayNginxCountsRequests(t *testing.T) {
 		if b.Minute.Second() != 0 || b.Minute.Nanosecond() != 0 || b.Minute.Location() != time.UTC {
 			t.Errorf("minute %v not a whole UTC minute", b.Minute)
 		}
+	}
+
+	// nginx's text-format log of the same requests gives the same answer.
+	textRep := e.gwText.Report(0, "")
+	if textRep.Lines.Parsed != rep.Lines.Parsed || textRep.Lines.Bad != 3 || textRep.Lines.BadByReason[accesslog.ReasonNoService] != 3 {
+		t.Fatalf("text log lines %+v", textRep.Lines)
+	}
+	textTot := totals(t, textRep.Buckets)
+	for k, j := range tot {
+		x := textTot[k]
+		if x == nil || x.calls != j.calls || x.errors != j.errors || x.clients.Estimate() != j.clients.Estimate() ||
+			x.sumMs < j.sumMs-1e-6 || x.sumMs > j.sumMs+1e-6 {
+			t.Errorf("%s: text log %+v, JSON log %+v", k, x, j)
+		}
+	}
+	if len(textTot) != len(tot) {
+		t.Errorf("text log has %d edges, JSON log %d", len(textTot), len(tot))
 	}
 
 	// Same epoch, after = LastSeq: nothing new. Another epoch: all again.

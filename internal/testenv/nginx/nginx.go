@@ -50,16 +50,20 @@ type Options struct {
 	RealIPFromLoopback bool
 	// Workers is worker_processes (default 2).
 	Workers int
+	// TextLog also writes every request to TextAccessLog in the
+	// servicemap_text (combined plus) format.
+	TextLog bool
 }
 
 // Server is a running nginx.
 type Server struct {
-	Addr      string // HTTP listener, 127.0.0.1:port
-	GRPCAddr  string // h2c listener for GRPC upstreams ("" if none)
-	AccessLog string
-	Prefix    string
-	cmd       *exec.Cmd
-	done      chan struct{}
+	Addr          string // HTTP listener, 127.0.0.1:port
+	GRPCAddr      string // h2c listener for GRPC upstreams ("" if none)
+	AccessLog     string
+	TextAccessLog string // with Options.TextLog
+	Prefix        string
+	cmd           *exec.Cmd
+	done          chan struct{}
 }
 
 var installOnce sync.Once
@@ -118,6 +122,9 @@ func Start(t T, opts Options) *Server {
 	if hasGRPC {
 		s.GRPCAddr = freePort(t)
 	}
+	if opts.TextLog {
+		s.TextAccessLog = filepath.Join(prefix, "logs", "access.txt")
+	}
 	conf := filepath.Join(prefix, "nginx.conf")
 	if err := os.WriteFile(conf, []byte(s.config(opts)), 0o644); err != nil {
 		t.Fatal(err)
@@ -165,6 +172,10 @@ func (s *Server) config(opts Options) string {
 	b.WriteString("events { worker_connections 256; }\nhttp {\n")
 	b.WriteString(accesslog.NginxConfig + "\n")
 	fmt.Fprintf(&b, "access_log %s servicemap;\n", s.AccessLog)
+	if s.TextAccessLog != "" {
+		b.WriteString(accesslog.NginxTextConfig + "\n")
+		fmt.Fprintf(&b, "access_log %s servicemap_text;\n", s.TextAccessLog)
+	}
 	for _, d := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
 		fmt.Fprintf(&b, "%s_temp_path %s;\n", d, filepath.Join(s.Prefix, "tmp", d))
 	}

@@ -5,6 +5,7 @@ package accesslog
 
 import (
 	"bytes"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -85,6 +86,9 @@ func lineErr(reason, detail string) *LineError { return &LineError{Reason: reaso
 
 // Config configures a Parser.
 type Config struct {
+	// Format is FormatJSON (default, NginxConfig) or FormatText
+	// (NginxTextConfig).
+	Format string
 	// ClientKeyField is the JSON field with the client identity; "" means
 	// the address alone identifies a client.
 	ClientKeyField string
@@ -101,12 +105,28 @@ type Parser struct {
 }
 
 // NewParser returns a parser for cfg.
-func NewParser(cfg Config) *Parser { return &Parser{cfg: cfg} }
+func NewParser(cfg Config) (*Parser, error) {
+	switch cfg.Format {
+	case "":
+		cfg.Format = FormatJSON
+	case FormatJSON, FormatText:
+	default:
+		return nil, fmt.Errorf("accesslog: format %q: want %q or %q", cfg.Format, FormatJSON, FormatText)
+	}
+	return &Parser{cfg: cfg}, nil
+}
 
 // Parse parses one line (without its newline). On failure the error is a
 // *LineError.
 func (ps *Parser) Parse(line []byte) (Record, error) {
 	var rec Record
+	if ps.cfg.Format == FormatText {
+		f, err := parseText(line)
+		if err != nil {
+			return rec, err
+		}
+		return f.record(ps.cfg)
+	}
 	v, err := ps.p.ParseBytes(line)
 	if err != nil {
 		return rec, lineErr(ReasonJSON, err.Error())
@@ -155,6 +175,7 @@ func scalar(v *fastjson.Value) []byte {
 
 // fields are the raw values of one line, before validation.
 type fields struct {
+	at                                                                             time.Time // already parsed time (text format); else time is parsed
 	time, client, clientKey, service, status, requestTime, contentType, grpcStatus []byte
 }
 
@@ -163,8 +184,11 @@ func absent(b []byte) bool { return len(b) == 0 || (len(b) == 1 && b[0] == '-') 
 func (f *fields) record(cfg Config) (Record, error) {
 	var rec Record
 	var err error
-	if rec.Time, err = ParseTime(f.time); err != nil {
-		return rec, err
+	rec.Time = f.at
+	if f.at.IsZero() {
+		if rec.Time, err = ParseTime(f.time); err != nil {
+			return rec, err
+		}
 	}
 	st, err := strconv.Atoi(string(f.status))
 	if err != nil || st < 100 || st > 599 {

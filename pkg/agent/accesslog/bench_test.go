@@ -27,7 +27,7 @@ func benchLines() [][]byte {
 // BenchmarkParse is the production parser (fastjson) including validation.
 func BenchmarkParse(b *testing.B) {
 	lines := benchLines()
-	p := NewParser(Config{ClientKeyField: DefaultClientKeyField})
+	p := mustParser(b, Config{ClientKeyField: DefaultClientKeyField})
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		if _, err := p.Parse(lines[i%len(lines)]); err != nil {
@@ -52,8 +52,8 @@ type stdFields struct {
 }
 
 func (s *stdFields) fields() fields {
-	return fields{[]byte(s.Time), []byte(s.Client), []byte(s.User), []byte(s.Service), []byte(s.Status),
-		[]byte(s.RequestTime), []byte(s.ContentType), []byte(s.GRPCStatus)}
+	return fields{time: []byte(s.Time), client: []byte(s.Client), clientKey: []byte(s.User), service: []byte(s.Service),
+		status: []byte(s.Status), requestTime: []byte(s.RequestTime), contentType: []byte(s.ContentType), grpcStatus: []byte(s.GRPCStatus)}
 }
 
 // BenchmarkParseEncodingJSON: encoding/json into a fixed struct (it could
