@@ -90,3 +90,25 @@ func BenchmarkParseGoccyJSON(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseText: the text format (servicemap_text) of the same
+// requests as benchLines.
+func BenchmarkParseText(b *testing.B) {
+	var lines [][]byte
+	for i := 0; i < 64; i++ {
+		ct, gs := "application/json", "-"
+		if i%4 == 0 {
+			ct, gs = "application/grpc", "0-"
+		}
+		lines = append(lines, fmt.Appendf(nil,
+			`10.1.%d.%d - - [23/Nov/2026:21:%02d:%02d +0000] "POST /api/v1/orders/%d?expand=items HTTP/1.1" %d %d "-" "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36" 0.%03d "checkout-%d" "user-%d" "%s" "%s"`,
+			i%7, i, i%60, i%60, i, 200+(i%3)*151, i*100, i*13%1000, i%5, i*37, ct, gs))
+	}
+	p := mustParser(b, Config{Format: FormatText})
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, err := p.Parse(lines[i%len(lines)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
