@@ -1,7 +1,10 @@
 // Command servicemap-agent is the servicemap node agent. It runs on every
 // node (a DaemonSet with hostPID), reads the TCP tables of every network
 // namespace every poll interval and serves the last snapshot at
-// GET /v1/snapshot (bearer token) and GET /healthz. See docs/agent.md.
+// GET /v1/snapshot (bearer token) and GET /healthz. With -access-log it
+// also tails API-gateway access logs and serves per-minute aggregates at
+// GET /v1/gateway; -tcp=false makes it a gateway-only sidecar. See
+// docs/agent.md.
 package main
 
 import (
