@@ -515,3 +515,48 @@ func TestGatewayNginxRotationAndBadLines(t *testing.T) {
 		t.Fatalf("payments after rotation: %+v", p)
 	}
 }
+
+// TestGatewayNginxConcurrentRequests: two nginx workers writing the log
+// at once under parallel load; every request is counted exactly once.
+func TestGatewayNginxConcurrentRequests(t *testing.T) {
+	e := startGatewayEnv(t)
+	const workers, each = 8, 60
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				path := "/payments/pay"
+				if i%10 == 0 {
+					path = "/payments/fail"
+				}
+				req, _ := http.NewRequest("GET", "http://"+e.nginx.Addr+path, nil)
+				req.Header.Set("X-Forwarded-For", fmt.Sprintf("203.0.113.%d", w))
+				req.Header.Set("X-User-Id", fmt.Sprintf("u-%d-%d", w, i%25))
+				resp, err := e.client.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	rep := e.waitLines(workers * each)
+	if rep.Lines.Bad != 0 {
+		t.Fatalf("bad lines under load: %+v", rep.Lines)
+	}
+	tot := totals(t, e.closeAll(0, rep.Epoch))
+	p := tot["user→payments/http"]
+	if len(tot) != 1 || p == nil || p.calls != workers*each || p.errors != workers*each/10 || p.clients.Estimate() != workers*25 {
+		t.Fatalf("payments: %+v (edges %d)", p, len(tot))
+	}
+}
