@@ -12,6 +12,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
 command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
 command -v iptables >/dev/null 2>&1 || need_pkgs+=(iptables)
 command -v ss >/dev/null 2>&1 || need_pkgs+=(iproute2)
+[[ -x /usr/sbin/nginx ]] || need_pkgs+=(nginx-light) # gateway access-log tests (internal/testenv/nginx)
 if ((${#need_pkgs[@]} > 0)); then
   if [[ "$(id -u)" == 0 ]]; then
     echo "setup: installing ${need_pkgs[*]}" >&2

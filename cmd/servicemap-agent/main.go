@@ -1,7 +1,10 @@
 // Command servicemap-agent is the servicemap node agent. It runs on every
 // node (a DaemonSet with hostPID), reads the TCP tables of every network
 // namespace every poll interval and serves the last snapshot at
-// GET /v1/snapshot (bearer token) and GET /healthz. See docs/agent.md.
+// GET /v1/snapshot (bearer token) and GET /healthz. With -access-log it
+// also tails API-gateway access logs and serves per-minute aggregates at
+// GET /v1/gateway; -tcp=false makes it a gateway-only sidecar. See
+// docs/agent.md.
 package main
 
 import (
@@ -46,6 +49,8 @@ func run(ctx context.Context, args []string, logOut io.Writer, ready chan<- stri
 	node := fs.String("node", "", "node name (default $NODE_NAME, else the host name)")
 	maxPIDs := fs.Int("max-pids-per-namespace", 5, "PIDs listed per namespace")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	tcp := fs.Bool("tcp", true, "poll TCP tables (false: gateway access logs only, runs unprivileged)")
+	gw := gatewayFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -89,11 +94,24 @@ func run(ctx context.Context, args []string, logOut io.Writer, ready chan<- stri
 		ProcRoot: *procRoot, Node: nodeName, Method: m, PollInterval: *interval,
 		MaxPIDsPerNamespace: *maxPIDs, Logger: log,
 	})
-	srv, err := agent.NewServer(a, tok, *maxBytes)
+	var src agent.SnapshotSource
+	if *tcp {
+		src = a
+	} else if len(gw.paths) == 0 {
+		return errors.New("-tcp=false needs at least one -access-log")
+	}
+	srv, err := agent.NewServer(src, tok, *maxBytes)
 	if err != nil {
 		return err
 	}
 	srv.StaleAfter = 3**interval + 10*time.Second
+	gateway, err := gw.build(nodeName, *maxBytes, log)
+	if err != nil {
+		return err
+	}
+	if gateway != nil {
+		srv.ServeGateway(gateway)
+	}
 
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -108,14 +126,26 @@ func run(ctx context.Context, args []string, logOut io.Writer, ready chan<- stri
 		MaxHeaderBytes:    16 << 10,
 	}
 	log.Info("starting", "listen", ln.Addr().String(), "node", nodeName, "procRoot", *procRoot,
-		"pollInterval", interval.String(), "method", string(m), "maxResponseBytes", *maxBytes)
+		"pollInterval", interval.String(), "method", string(m), "maxResponseBytes", *maxBytes,
+		"tcp", *tcp, "accessLogs", gw.paths)
 
 	pollCtx, cancelPoll := context.WithCancel(ctx)
-	pollDone := make(chan struct{})
-	go func() {
-		defer close(pollDone)
-		a.Run(pollCtx)
-	}()
+	pollDone := make(chan struct{}, 2)
+	polls := 0
+	if *tcp {
+		polls++
+		go func() {
+			defer func() { pollDone <- struct{}{} }()
+			a.Run(pollCtx)
+		}()
+	}
+	if gateway != nil {
+		polls++
+		go func() {
+			defer func() { pollDone <- struct{}{} }()
+			gateway.Run(pollCtx)
+		}()
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
 	if ready != nil {
@@ -133,7 +163,9 @@ func run(ctx context.Context, args []string, logOut io.Writer, ready chan<- stri
 		log.Warn("shutdown", "err", shErr)
 	}
 	cancelPoll()
-	<-pollDone
+	for range polls {
+		<-pollDone
+	}
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

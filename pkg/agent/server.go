@@ -35,6 +35,8 @@ type Server struct {
 	StaleAfter time.Duration
 	now        func() time.Time
 
+	gateway *Gateway // nil: no GET /v1/gateway (see ServeGateway)
+
 	mu      sync.Mutex
 	cached  *api.Snapshot // snapshot the encodings below belong to
 	encoded []byte
@@ -43,7 +45,8 @@ type Server struct {
 }
 
 // NewServer returns a server for src. token must not be empty; maxBytes
-// <= 0 means DefaultMaxResponseBytes.
+// <= 0 means DefaultMaxResponseBytes. src nil (a gateway-only agent, no
+// TCP polling) serves no /v1/snapshot and a /healthz that is always ok.
 func NewServer(src SnapshotSource, token string, maxBytes int) (*Server, error) {
 	if token == "" {
 		return nil, errors.New("agent: empty bearer token")
@@ -57,7 +60,12 @@ func NewServer(src SnapshotSource, token string, maxBytes int) (*Server, error) 
 // Handler returns the HTTP handler.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/snapshot", s.snapshot)
+	if s.src != nil {
+		mux.HandleFunc("GET /v1/snapshot", s.snapshot)
+	}
+	if s.gateway != nil {
+		mux.HandleFunc("GET /v1/gateway", s.gatewayReport)
+	}
 	mux.HandleFunc("GET /healthz", s.healthz)
 	return mux
 }
@@ -124,18 +132,26 @@ func (s *Server) encode(snap *api.Snapshot, gz bool) ([]byte, error) {
 		return s.encoded, s.encErr
 	}
 	if s.gzipped == nil {
-		var buf bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-		zw.Write(s.encoded)
-		zw.Close()
-		s.gzipped = buf.Bytes()
+		s.gzipped = gzipBytes(s.encoded)
 	}
 	return s.gzipped, nil
 }
 
+func gzipBytes(b []byte) []byte {
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	zw.Write(b)
+	zw.Close()
+	return buf.Bytes()
+}
+
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	snap := s.src.Last()
 	w.Header().Set("Content-Type", "application/json")
+	if s.src == nil {
+		fmt.Fprintln(w, `{"status":"ok","tcp":false}`)
+		return
+	}
+	snap := s.src.Last()
 	if snap == nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintln(w, `{"status":"starting"}`)
