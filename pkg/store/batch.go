@@ -3,6 +3,8 @@ package store
 import (
 	"time"
 
+	"github.com/axiomhq/hyperloglog"
+
 	"github.com/livemap/servicemap/pkg/model"
 )
 
@@ -23,8 +25,9 @@ type cellKey struct {
 }
 
 type cell struct {
-	stats model.Stats
-	last  int64 // unix seconds of the latest event
+	stats   model.Stats
+	last    int64              // unix seconds of the latest event
+	clients *hyperloglog.Sketch // distinct client keys (gateway evidence only; nil otherwise)
 }
 
 // NewBatch starts a batch for one source.
@@ -60,6 +63,32 @@ func (b *Batch) AddCall(edge model.EdgeKey, t time.Time, latencyMs float64, fail
 		c.stats.LatencySumMs += latencyMs
 		c.stats.Latency.Add(latencyMs)
 	}
+}
+
+// AddClient records a client key (user id or address) of a call at time t,
+// for the distinct-client count of the edge's minute (gateway evidence).
+func (b *Batch) AddClient(edge model.EdgeKey, t time.Time, key string) {
+	c := b.cell(edge, t)
+	if c.clients == nil {
+		c.clients = hyperloglog.New14()
+	}
+	c.clients.Insert([]byte(key))
+}
+
+// AddAggregate records calls already aggregated elsewhere (a node agent's
+// closed minute): stats are added, clients merged (never summed). clients
+// may be nil. t is any time inside the minute the aggregate covers.
+func (b *Batch) AddAggregate(edge model.EdgeKey, t time.Time, stats *model.Stats, clients *hyperloglog.Sketch) error {
+	c := b.cell(edge, t)
+	if clients != nil {
+		if c.clients == nil {
+			c.clients = clients.Clone()
+		} else if err := c.clients.Merge(clients); err != nil {
+			return err
+		}
+	}
+	c.stats.Add(stats)
+	return nil
 }
 
 // AddConnections records n TCP connections seen at time t.
