@@ -26,7 +26,7 @@ type cellKey struct {
 
 type cell struct {
 	stats   model.Stats
-	last    int64              // unix seconds of the latest event
+	last    int64               // unix seconds of the latest event
 	clients *hyperloglog.Sketch // distinct client keys (gateway evidence only; nil otherwise)
 }
 
