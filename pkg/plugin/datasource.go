@@ -17,6 +17,7 @@ import (
 	"github.com/livemap/servicemap/pkg/config"
 	"github.com/livemap/servicemap/pkg/frames"
 	"github.com/livemap/servicemap/pkg/model"
+	"github.com/livemap/servicemap/pkg/source/gateway"
 	"github.com/livemap/servicemap/pkg/source/kube"
 	"github.com/livemap/servicemap/pkg/source/traces"
 	"github.com/livemap/servicemap/pkg/store"
@@ -100,11 +101,33 @@ func NewDatasourceWithOptions(_ context.Context, settings backend.DataSourceInst
 		src.SetClock(opts.Now)
 		d.sources = append(d.sources, src)
 	}
+	var kubeSrc *kube.Source
 	if s.Kube.Enabled {
 		src, err := kube.New(s, d.store, d.logger.With("source", "kubernetes"))
 		if err != nil {
 			d.closeSources()
 			d.settingErr = fmt.Errorf("kubernetes source: %w", err)
+			return d, nil
+		}
+		src.SetClock(opts.Now)
+		d.sources = append(d.sources, src)
+		kubeSrc = src
+	}
+	if s.Gateway.Enabled {
+		var gwOpts gateway.Options
+		if kubeSrc != nil { // without gateway.agents: the agents Kubernetes discovers
+			gwOpts.Agents = func() []string {
+				addrs := kubeSrc.Agents()
+				for i, a := range addrs {
+					addrs[i] = "http://" + a
+				}
+				return addrs
+			}
+		}
+		src, err := gateway.New(s, d.store, d.logger.With("source", "gateway"), gwOpts)
+		if err != nil {
+			d.closeSources()
+			d.settingErr = fmt.Errorf("gateway source: %w", err)
 			return d, nil
 		}
 		src.SetClock(opts.Now)
