@@ -158,3 +158,39 @@ func BenchmarkClientSketchMemory(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSketchBytes compares the heap of one client sketch holding k
+// distinct keys in the form the store keeps (hyperloglog.New14: sparse
+// until it pays to go dense) with the dense form (NewNoSparse), the
+// alternative of a fixed 16 KiB register array per bucket.
+func BenchmarkSketchBytes(b *testing.B) {
+	for _, k := range []int{10, 100, 1000, 10000} {
+		for _, form := range []struct {
+			name string
+			mk   func() *hyperloglog.Sketch
+		}{{"sparse", hyperloglog.New14}, {"dense", hyperloglog.NewNoSparse}} {
+			b.Run(fmt.Sprintf("k=%d/%s", k, form.name), func(b *testing.B) {
+				const n = 500
+				var per float64
+				for i := 0; i < b.N; i++ {
+					runtime.GC()
+					var before, after runtime.MemStats
+					runtime.ReadMemStats(&before)
+					sks := make([]*hyperloglog.Sketch, n)
+					for j := range sks {
+						sk := form.mk()
+						for c := 0; c < k; c++ {
+							sk.Insert([]byte(fmt.Sprintf("c-%d-%d", j, c)))
+						}
+						sks[j] = sk.Clone() // the store keeps clones
+					}
+					runtime.GC()
+					runtime.ReadMemStats(&after)
+					per = float64(after.HeapAlloc-before.HeapAlloc) / n
+					runtime.KeepAlive(sks)
+				}
+				b.ReportMetric(per, "bytes/sketch")
+			})
+		}
+	}
+}
