@@ -120,7 +120,7 @@ func (src *Source) poll(ctx context.Context, base string, st *agentState) error 
 				continue // already applied (an agent repeating itself)
 			}
 			last = gb.Seq
-			if err := addBucket(b, gb); err != nil {
+			if err := addBucket(b, gb, src.names); err != nil {
 				st.badBuckets++
 				st.lastBad = fmt.Sprintf("seq %d (%s → %s, %s): %v", gb.Seq, gb.Caller, gb.Service, gb.Minute.UTC().Format(time.RFC3339), err)
 				src.logger.Warn("Skipping a bad gateway bucket", "agent", base, "error", st.lastBad)
@@ -139,8 +139,8 @@ func (src *Source) poll(ctx context.Context, base string, st *agentState) error 
 
 // addBucket checks and decodes one agent bucket into the batch; a bucket
 // that fails leaves the batch unchanged.
-func addBucket(b *store.Batch, gb *api.GatewayBucket) error {
-	svc := ServiceID(gb.Service)
+func addBucket(b *store.Batch, gb *api.GatewayBucket, names Names) error {
+	svc := names.Node(gb.Service)
 	switch {
 	case svc == "":
 		return fmt.Errorf("no service")

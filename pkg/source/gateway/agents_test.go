@@ -273,6 +273,7 @@ func TestServiceIDAndCallers(t *testing.T) {
 		"shop.prod.svc.cluster.local.:80": "shop",
 		"http://shop.prod.svc:8080/api":   "shop",
 		"10.0.0.5:8080":                   "10.0.0.5",
+		"10.0.0.9:80, 10.0.0.5:8080":      "10.0.0.5",
 		"[fd00::5]:8080":                  "fd00::5",
 		"api.example.com:443":             "api.example.com",
 		"  checkout  ":                    "checkout",

@@ -9,6 +9,7 @@ package gateway
 import (
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/livemap/servicemap/pkg/config"
@@ -16,31 +17,75 @@ import (
 )
 
 // ServiceID maps what a gateway names as its upstream to the node id traces
-// and Kubernetes use for the same service (docs/kubernetes.md "Node ids"):
-// a URL's scheme and path and a ":port" are dropped, and a Kubernetes DNS
-// name "name.namespace.svc[.cluster-domain]" becomes the Service's name.
-// Anything else (a plain name, an IP, an external host) is kept as written,
-// without the port.
-func ServiceID(raw string) string {
-	s := strings.TrimSpace(raw)
+// and Kubernetes use for the same service (docs/kubernetes.md "Node ids"),
+// without access to the cluster: a URL's scheme and path and a ":port" are
+// dropped, and a Kubernetes DNS name "name.namespace.svc[.cluster-domain]"
+// becomes the Service's name. Of a comma-separated list (nginx's
+// $upstream_addr after a retry) the last, the one that answered, is taken.
+// Anything else (a plain name, an IP, an external host) is kept as written.
+func ServiceID(raw string) string { return Names{}.Node(raw) }
+
+// Resolver knows the cluster: the Kubernetes source's index (the plugin
+// wires it when Kubernetes is enabled), so a gateway upstream lands on the
+// exact node the network evidence uses.
+type Resolver interface {
+	// ServiceNode is the node id of Service namespace/name (its annotation,
+	// label or name); false if there is no such Service.
+	ServiceNode(namespace, name string) (id string, ok bool)
+	// AddrNode is the node id of the service behind ip:port (a ClusterIP or
+	// pod IP); false if the address is not a service of the cluster.
+	AddrNode(ip netip.Addr, port uint16) (id string, ok bool)
+}
+
+// Names turns upstream names into node ids, with the cluster's help when a
+// Resolver is set.
+type Names struct {
+	Resolver Resolver // nil: names only (ServiceID's rules)
+}
+
+// Node is the node id of a gateway upstream.
+func (n Names) Node(raw string) string {
+	host, port := splitUpstream(raw)
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if n.Resolver != nil {
+			if id, ok := n.Resolver.AddrNode(ip.Unmap(), port); ok {
+				return id
+			}
+		}
+		return ip.Unmap().String()
+	}
+	// name.namespace.svc, name.namespace.svc.cluster.local (any cluster domain)
+	if parts := strings.Split(host, "."); len(parts) >= 3 && strings.EqualFold(parts[2], "svc") && parts[0] != "" && parts[1] != "" {
+		if n.Resolver != nil {
+			if id, ok := n.Resolver.ServiceNode(parts[1], parts[0]); ok {
+				return id
+			}
+		}
+		return parts[0]
+	}
+	return host
+}
+
+// splitUpstream strips a URL's scheme and path and splits off the port.
+func splitUpstream(raw string) (host string, port uint16) {
+	s := raw
+	if i := strings.LastIndexByte(s, ','); i >= 0 {
+		s = s[i+1:]
+	}
+	s = strings.TrimSpace(s)
 	if i := strings.Index(s, "://"); i >= 0 {
 		s = s[i+3:]
 	}
 	if i := strings.IndexAny(s, "/?#"); i >= 0 {
 		s = s[:i]
 	}
-	if h, _, err := net.SplitHostPort(s); err == nil {
+	if h, p, err := net.SplitHostPort(s); err == nil {
 		s = h
+		if v, err := strconv.ParseUint(p, 10, 16); err == nil {
+			port = uint16(v)
+		}
 	}
-	s = strings.TrimSuffix(strings.Trim(s, "[]"), ".")
-	if _, err := netip.ParseAddr(s); err == nil {
-		return s
-	}
-	// name.namespace.svc, name.namespace.svc.cluster.local (any cluster domain)
-	if parts := strings.Split(s, "."); len(parts) >= 3 && strings.EqualFold(parts[2], "svc") && parts[0] != "" && parts[1] != "" {
-		return parts[0]
-	}
-	return s
+	return strings.TrimSuffix(strings.Trim(s, "[]"), "."), port
 }
 
 // IsError is the gateway's error rule: a server-side failure. HTTP status

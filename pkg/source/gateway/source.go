@@ -25,6 +25,9 @@ type Options struct {
 	Agents func() []string
 	// HTTP replaces the agents' HTTP client (tests).
 	HTTP *http.Client
+	// Resolver, called once per refresh, maps upstreams to the cluster's
+	// nodes (the Kubernetes source's index); nil: names only.
+	Resolver func() Resolver
 }
 
 // Source reads gateway evidence from the table, the agents or both, and
@@ -37,6 +40,9 @@ type Source struct {
 	agents   func() []string
 	client   *AgentClient
 	table    *pgwindow.Window // nil when the table is not read
+	reader   *tableReader
+	resolver func() Resolver
+	names    Names // this refresh's naming
 
 	mu    sync.Mutex // one refresh at a time
 	state map[string]*agentState
@@ -44,7 +50,7 @@ type Source struct {
 
 // New prepares the source; it connects lazily.
 func New(s *config.Settings, st *store.Store, logger log.Logger, opts Options) (*Source, error) {
-	src := &Source{settings: s, store: st, logger: logger, now: time.Now, state: map[string]*agentState{}}
+	src := &Source{settings: s, store: st, logger: logger, now: time.Now, state: map[string]*agentState{}, resolver: opts.Resolver}
 	switch {
 	case len(s.Gateway.Agents) > 0:
 		src.agents = func() []string { return s.Gateway.Agents }
@@ -57,7 +63,8 @@ func New(s *config.Settings, st *store.Store, logger log.Logger, opts Options) (
 	}
 	src.client = &AgentClient{HTTP: hc, Token: s.Secrets.AgentToken, MaxBytes: 64 << 20}
 	if s.GatewayReadsTable() {
-		w, err := pgwindow.New("gateway table", s, st, &tableReader{table: s.Gateway.Table, callers: NewCallers(s.GatewayCallerCIDRs())})
+		src.reader = &tableReader{table: s.Gateway.Table, callers: NewCallers(s.GatewayCallerCIDRs())}
+		w, err := pgwindow.New("gateway table", s, st, src.reader)
 		if err != nil {
 			return nil, err
 		}
@@ -100,7 +107,12 @@ func (s *Source) Refresh(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs, details []string
+	s.names = Names{}
+	if s.resolver != nil {
+		s.names.Resolver = s.resolver()
+	}
 	if s.table != nil {
+		s.reader.names = s.names
 		d, err := s.table.Refresh(ctx)
 		details = append(details, "table "+s.settings.Gateway.Table+": "+d)
 		if err != nil {

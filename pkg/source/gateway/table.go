@@ -33,6 +33,7 @@ CREATE INDEX gateway_logs_time_idx ON gateway_logs ("time");`
 type tableReader struct {
 	table   string
 	callers *Callers
+	names   Names // set by the source before each refresh
 
 	// counted over every applied window, for CheckHealth
 	rows, skipped, noClient uint64
@@ -68,7 +69,7 @@ FROM %s WHERE "time" >= $1 AND "time" < $2`, pgwindow.QuoteTable(r.table))
 		if err := rows.Scan(&ts, &client, &clientKey, &caller, &service, &status, &duration, &protocol, &grpcStatus); err != nil {
 			return nil, fmt.Errorf("reading %s row: %w", r.table, err)
 		}
-		svc := ServiceID(str(service))
+		svc := r.names.Node(str(service))
 		if svc == "" || status == nil {
 			skipped++ // cannot be drawn or judged: counted, never silently dropped
 			continue
