@@ -31,6 +31,7 @@ type agentState struct {
 	node    string
 
 	reached    bool   // the last poll got an answer
+	noGateway  bool   // the last poll got 404: the agent tails no access log
 	lastErr    string // the last poll's error
 	buckets    uint64 // buckets applied
 	gapBuckets uint64 // buckets the agent dropped before we fetched them
@@ -64,7 +65,11 @@ func (c *AgentClient) Fetch(ctx context.Context, base, epoch string, after uint6
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
-		return nil, fmt.Errorf("GET /v1/gateway: %s: %s", resp.Status, strings.TrimSpace(string(msg)))
+		err := fmt.Errorf("GET /v1/gateway: %s: %s", resp.Status, strings.TrimSpace(string(msg)))
+		if resp.StatusCode == http.StatusNotFound {
+			return nil, &noGatewayError{err}
+		}
+		return nil, err
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, c.MaxBytes+1))
 	if err != nil {
@@ -85,6 +90,13 @@ func (c *AgentClient) Fetch(ctx context.Context, base, epoch string, after uint6
 	}
 	return &rep, nil
 }
+
+// noGatewayError is a 404 for /v1/gateway: an agent that tails no access
+// log (or predates the endpoint). For discovered agents — the DaemonSet runs
+// on every node, gateways on a few — that is normal, not a failure.
+type noGatewayError struct{ error }
+
+func (e *noGatewayError) Unwrap() error { return e.error }
 
 // poll brings one agent up to date: it asks for what came after the last
 // applied Seq, applies each answer's good buckets to the store in one batch
@@ -186,6 +198,9 @@ func (st *agentState) summary(base string) string {
 	s := fmt.Sprintf("agent %s", base)
 	if st.node != "" {
 		s += " (" + st.node + ")"
+	}
+	if st.noGateway {
+		return s + ": no gateway log (404)"
 	}
 	if !st.reached {
 		return s + " not reached: " + st.lastErr

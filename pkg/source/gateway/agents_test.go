@@ -183,7 +183,7 @@ func TestAgentBucketsAppliedExactlyOnce(t *testing.T) {
 	if len(sts) != 1 || sts[0].LastSeq != 6 || sts[0].Buckets != 6 || sts[0].Gaps != 0 || sts[0].Bad != 0 || !sts[0].Reached {
 		t.Errorf("agent status %+v", sts)
 	}
-	if d := st.Statuses()[0].Detail; !strings.Contains(d, "last seq 6 of epoch e1") || !strings.Contains(d, "3 bad lines") || !strings.Contains(d, "1 of 1 agents reached") {
+	if d := st.Statuses()[0].Detail; !strings.Contains(d, "last seq 6 of epoch e1") || !strings.Contains(d, "3 bad lines") || !strings.Contains(d, "1 of 1 agents reached, 0 without a gateway log") {
 		t.Errorf("status detail %q", d)
 	}
 }
@@ -310,5 +310,42 @@ func TestServiceIDAndCallers(t *testing.T) {
 		if IsError(tc.status, tc.grpc) != tc.want {
 			t.Errorf("IsError(%d, %v) != %v", tc.status, tc.grpc, tc.want)
 		}
+	}
+}
+
+// Discovered agents (the DaemonSet on every node) that tail no access log
+// answer 404: normal, not a failure. A listed agent must serve the endpoint.
+func TestAgentWithoutGatewayLog(t *testing.T) {
+	none := httptest.NewServer(http.NotFoundHandler())
+	defer none.Close()
+	good := httptest.NewServer(&scriptedAgent{epoch: "g", pageSize: 10, buckets: []api.GatewayBucket{bucket(t, 1, 0, "user", "api", 3, 0, 5, 0, 3)}})
+	defer good.Close()
+
+	raw, _ := json.Marshal(map[string]any{"gateway": map[string]any{"enabled": true}, "kubernetes": map[string]any{"enabled": true}})
+	s, err := config.Parse(raw, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := store.New(store.Options{Now: func() time.Time { return t0.Add(time.Hour) }})
+	src, err := New(s, st, log.DefaultLogger, Options{Agents: func() []string { return []string{none.URL, good.URL} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Refresh(context.Background()); err != nil {
+		t.Fatalf("a discovered agent without a gateway log is not a failure: %v", err)
+	}
+	if d := st.Statuses()[0].Detail; !strings.Contains(d, "agent "+none.URL+": no gateway log (404)") || !strings.Contains(d, "1 of 2 agents reached, 1 without a gateway log") {
+		t.Errorf("detail %q", d)
+	}
+	if err := src.Check(context.Background()); err != nil {
+		t.Errorf("check: %v", err)
+	}
+	if got := callsOn(st)["user->api"]; got != [2]uint64{3, 0} {
+		t.Errorf("calls %v", got)
+	}
+
+	listed, _ := newAgentSource(t, none.URL)
+	if err := listed.Refresh(context.Background()); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("a listed agent answering 404: %v", err)
 	}
 }

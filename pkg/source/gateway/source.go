@@ -38,6 +38,7 @@ type Source struct {
 	logger   log.Logger
 	now      func() time.Time
 	agents   func() []string
+	static   bool // agents from gateway.agents: each must serve /v1/gateway
 	client   *AgentClient
 	table    *pgwindow.Window // nil when the table is not read
 	reader   *tableReader
@@ -54,6 +55,7 @@ func New(s *config.Settings, st *store.Store, logger log.Logger, opts Options) (
 	switch {
 	case len(s.Gateway.Agents) > 0:
 		src.agents = func() []string { return s.Gateway.Agents }
+		src.static = true
 	case opts.Agents != nil:
 		src.agents = opts.Agents
 	}
@@ -134,6 +136,8 @@ func (s *Source) Refresh(ctx context.Context) error {
 			go func() {
 				defer wg.Done()
 				err := s.poll(ctx, base, st)
+				var none *noGatewayError
+				st.noGateway = errors.As(err, &none) && !s.static
 				st.reached, st.lastErr = err == nil, ""
 				if err != nil {
 					st.lastErr = err.Error()
@@ -141,16 +145,19 @@ func (s *Source) Refresh(ctx context.Context) error {
 			}()
 		}
 		wg.Wait()
-		reached := 0
+		reached, without := 0, 0
 		for i, base := range agents {
-			if states[i].reached {
+			switch {
+			case states[i].reached:
 				reached++
-			} else {
+			case states[i].noGateway:
+				without++
+			default:
 				errs = append(errs, fmt.Sprintf("agent %s: %s", base, states[i].lastErr))
 			}
 			details = append(details, states[i].summary(base))
 		}
-		details = append(details, fmt.Sprintf("%d of %d agents reached", reached, len(agents)))
+		details = append(details, fmt.Sprintf("%d of %d agents reached, %d without a gateway log", reached, len(agents), without))
 	}
 	detail := strings.Join(details, "; ")
 	if len(errs) > 0 {
@@ -175,7 +182,9 @@ func (s *Source) Check(ctx context.Context) error {
 	agents := s.agents()
 	var errs []string
 	for _, base := range agents {
-		if _, err := s.client.Fetch(ctx, base, "", ^uint64(0)); err != nil { // after=max: an empty answer
+		_, err := s.client.Fetch(ctx, base, "", ^uint64(0)) // after=max: an empty answer
+		var none *noGatewayError
+		if err != nil && !(errors.As(err, &none) && !s.static) {
 			errs = append(errs, fmt.Sprintf("agent %s: %v", base, err))
 		}
 	}
