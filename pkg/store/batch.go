@@ -77,14 +77,23 @@ func (b *Batch) AddClient(edge model.EdgeKey, t time.Time, key string) {
 
 // AddAggregate records calls already aggregated elsewhere (a node agent's
 // closed minute): stats are added, clients merged (never summed). clients
-// may be nil. t is any time inside the minute the aggregate covers.
+// may be nil; a sketch of another precision than 14 is refused and the
+// batch left unchanged, so every sketch in the store merges with every
+// other. t is any time inside the minute the aggregate covers.
 func (b *Batch) AddAggregate(edge model.EdgeKey, t time.Time, stats *model.Stats, clients *hyperloglog.Sketch) error {
-	c := b.cell(edge, t)
+	var own *hyperloglog.Sketch
 	if clients != nil {
-		if c.clients == nil {
-			c.clients = clients.Clone()
-		} else if err := c.clients.Merge(clients); err != nil {
+		own = hyperloglog.New14()
+		if err := own.Merge(clients); err != nil {
 			return err
+		}
+	}
+	c := b.cell(edge, t)
+	if own != nil {
+		if c.clients == nil {
+			c.clients = own
+		} else {
+			_ = c.clients.Merge(own) // both precision 14
 		}
 	}
 	c.stats.Add(stats)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -192,5 +193,24 @@ func BenchmarkSketchBytes(b *testing.B) {
 				b.ReportMetric(per, "bytes/sketch")
 			})
 		}
+	}
+}
+
+func TestAddAggregateRefusesOtherPrecision(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 30, 0, 0, time.UTC)
+	s, _ := newStore(now)
+	b := NewBatch(model.SourceGateway)
+	p16 := hyperloglog.New16()
+	p16.Insert([]byte("x"))
+	st := model.Stats{Calls: 1}
+	if err := b.AddAggregate(model.EdgeKey{Source: "user", Target: "shop"}, now.Add(-time.Minute), &st, p16); err == nil || !strings.Contains(err.Error(), "precision") {
+		t.Fatalf("a precision-16 sketch: %v", err)
+	}
+	if b.Len() != 0 {
+		t.Fatalf("the refused aggregate left %d cells", b.Len())
+	}
+	s.Apply(b)
+	if edges, _ := s.Snapshot(now.Add(-time.Hour), now, model.AllSources); len(edges) != 0 {
+		t.Fatalf("phantom edge %+v", edges[0])
 	}
 }

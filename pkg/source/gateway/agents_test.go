@@ -349,3 +349,25 @@ func TestAgentWithoutGatewayLog(t *testing.T) {
 		t.Errorf("a listed agent answering 404: %v", err)
 	}
 }
+
+// A clients sketch that decodes but has another precision would not merge
+// with the store's: the bucket is refused by name, nothing of it counted.
+func TestAgentBucketOfOtherPrecision(t *testing.T) {
+	b1 := bucket(t, 1, 0, "user", "cart", 5, 0, 5, 0, 1)
+	p16 := hyperloglog.New16()
+	p16.Insert([]byte("someone"))
+	b1.Clients, _ = p16.MarshalBinary()
+	srv := httptest.NewServer(&scriptedAgent{epoch: "e", pageSize: 10, buckets: []api.GatewayBucket{b1, bucket(t, 2, 1, "user", "shop", 2, 0, 5, 0, 2)}})
+	defer srv.Close()
+	src, st := newAgentSource(t, srv.URL)
+	if err := src.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := callsOn(st)
+	if _, ok := got["user->cart"]; ok || got["user->shop"] != [2]uint64{2, 0} {
+		t.Fatalf("calls %v", got)
+	}
+	if s := src.AgentStatuses()[0]; s.Bad != 1 || s.LastSeq != 2 || !strings.Contains(s.LastBad, "seq 1 (user → cart") || !strings.Contains(s.LastBad, "precision") {
+		t.Errorf("status %+v", s)
+	}
+}
