@@ -293,10 +293,13 @@ func (s *Settings) validateGateway() error {
 	}
 	for i, a := range g.Agents {
 		u, err := url.Parse(a)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 			return fmt.Errorf("gateway.agents[%d]: want a base URL such as http://10.0.0.7:9464, got %q", i, a)
 		}
-		g.Agents[i] = strings.TrimSuffix(a, "/")
+		if strings.HasSuffix(strings.TrimSuffix(u.Path, "/"), "/v1/gateway") {
+			return fmt.Errorf("gateway.agents[%d]: give the agent's base URL without /v1/gateway, got %q", i, a)
+		}
+		g.Agents[i] = strings.TrimSuffix(a, "/") // a path prefix (behind a proxy) is kept
 	}
 	for i, c := range g.CallerCIDRs {
 		if _, _, err := net.ParseCIDR(c.CIDR); err != nil || c.Name == "" {

@@ -88,12 +88,12 @@ func TestExpandMacros(t *testing.T) {
 
 func TestGatewaySettings(t *testing.T) {
 	pg := `"host":"db:5432","database":"d","user":"u",`
-	s, err := Parse([]byte(`{`+pg+`"gateway":{"enabled":true,"agents":["http://10.0.0.7:9464/","https://gw.example:9464"]},
+	s, err := Parse([]byte(`{`+pg+`"gateway":{"enabled":true,"agents":["http://10.0.0.7:9464/","https://gw.example:9464","http://proxy/agents/node-1/"]},
 		"kubernetes":{"externalCidrs":[{"name":"partner","cidr":"203.0.113.0/24"}]}}`), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Gateway.Table != "gateway_logs" || !s.GatewayReadsTable() || strings.Join(s.Gateway.Agents, ",") != "http://10.0.0.7:9464,https://gw.example:9464" {
+	if s.Gateway.Table != "gateway_logs" || !s.GatewayReadsTable() || strings.Join(s.Gateway.Agents, ",") != "http://10.0.0.7:9464,https://gw.example:9464,http://proxy/agents/node-1" {
 		t.Errorf("gateway defaults %+v", s.Gateway)
 	}
 	if c := s.GatewayCallerCIDRs(); len(c) != 1 || c[0].Name != "partner" {
@@ -110,7 +110,8 @@ func TestGatewaySettings(t *testing.T) {
 		{`{` + pg + `"gateway":{"enabled":true,"table":"x;y"}}`, "gateway.table:"},
 		{`{"gateway":{"enabled":true,"agents":["10.0.0.7:9464"]}}`, "gateway.agents[0]:"},
 		{`{"gateway":{"enabled":true,"agents":["http://a:1","ftp://b"]}}`, "gateway.agents[1]:"},
-		{`{"gateway":{"enabled":true,"agents":["http://a:1/v1/gateway"]}}`, "gateway.agents[0]:"},
+		{`{"gateway":{"enabled":true,"agents":["http://a:1/v1/gateway"]}}`, "gateway.agents[0]: give the agent's base URL without /v1/gateway"},
+		{`{"gateway":{"enabled":true,"agents":["http://a:1?x=1"]}}`, "gateway.agents[0]:"},
 		{`{"gateway":{"enabled":true,"agents":["http://a:1"],"callerCidrs":[{"name":"x","cidr":"nope"}]}}`, "gateway.callerCidrs[0]:"},
 		{`{"gateway":{"enabled":true,"agents":["http://a:1"]},"kubernetes":{"externalCidrs":[{"cidr":"10.0.0.0/8"}]}}`, "kubernetes.externalCidrs[0]:"},
 		{`{"gateway":{"enabled":true}}`, "gateway.enabled:"},
