@@ -54,7 +54,10 @@ func (b *Batch) cell(edge model.EdgeKey, t time.Time) *cell {
 // AddCall records one call at time t. A negative or NaN latency records the
 // call without a timing.
 func (b *Batch) AddCall(edge model.EdgeKey, t time.Time, latencyMs float64, failed bool) {
-	c := b.cell(edge, t)
+	b.cell(edge, t).addCall(latencyMs, failed)
+}
+
+func (c *cell) addCall(latencyMs float64, failed bool) {
 	c.stats.Calls++
 	if failed {
 		c.stats.Errors++
@@ -65,10 +68,23 @@ func (b *Batch) AddCall(edge model.EdgeKey, t time.Time, latencyMs float64, fail
 	}
 }
 
-// AddClient records a client key (user id or address) of a call at time t,
-// for the distinct-client count of the edge's minute (gateway evidence).
-func (b *Batch) AddClient(edge model.EdgeKey, t time.Time, key string) {
+// AddClientCall records one call (as AddCall) and the key of its client
+// (user id or address) for the distinct-client count of the edge's minute
+// (gateway evidence). An empty key records the call only.
+func (b *Batch) AddClientCall(edge model.EdgeKey, t time.Time, latencyMs float64, failed bool, clientKey string) {
 	c := b.cell(edge, t)
+	c.addCall(latencyMs, failed)
+	if clientKey != "" {
+		c.addClient(clientKey)
+	}
+}
+
+// AddClient records a client key of a call at time t without the call.
+func (b *Batch) AddClient(edge model.EdgeKey, t time.Time, key string) {
+	b.cell(edge, t).addClient(key)
+}
+
+func (c *cell) addClient(key string) {
 	if c.clients == nil {
 		c.clients = hyperloglog.New14()
 	}

@@ -86,15 +86,14 @@ FROM %s WHERE "time" >= $1 AND "time" < $2`, pgwindow.QuoteTable(r.table))
 			g := int(*grpcStatus)
 			grpc = &g
 		}
-		b.AddCall(edge, ts, lat, IsError(int(*status), grpc))
-		switch key := str(clientKey); {
-		case key != "":
-			b.AddClient(edge, ts, key)
-		case str(client) != "":
-			b.AddClient(edge, ts, str(client))
-		default:
+		key := str(clientKey)
+		if key == "" {
+			key = str(client)
+		}
+		if key == "" {
 			noClient++
 		}
+		b.AddClientCall(edge, ts, lat, IsError(int(*status), grpc), key)
 		if described[edge] {
 			continue
 		}
