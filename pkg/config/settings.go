@@ -89,10 +89,32 @@ type ExternalCIDR struct {
 	CIDR string `json:"cidr"`
 }
 
-// GatewaySettings configure the access-log source.
+// GatewaySettings configure the access-log source (docs/gateway.md).
 type GatewaySettings struct {
-	Enabled bool   `json:"enabled"`
-	Table   string `json:"table"`
+	Enabled bool `json:"enabled"`
+	// Table is the access-log table in the traces' PostgreSQL, read when
+	// a host is set and ReadTable is not false.
+	Table     string `json:"table"`
+	ReadTable *bool  `json:"readTable"`
+	// Agents are node agents' base URLs (http://host:port) serving
+	// /v1/gateway. Empty: the agents the Kubernetes source discovers.
+	Agents []string `json:"agents"`
+	// CallerCIDRs name client addresses of table rows without a caller;
+	// empty: kubernetes.externalCidrs.
+	CallerCIDRs []ExternalCIDR `json:"callerCidrs"`
+}
+
+// GatewayReadsTable reports whether the gateway source reads the SQL table.
+func (s *Settings) GatewayReadsTable() bool {
+	return s.Gateway.Enabled && s.HasTraceSource() && (s.Gateway.ReadTable == nil || *s.Gateway.ReadTable)
+}
+
+// GatewayCallerCIDRs are the rules naming table rows' callers by address.
+func (s *Settings) GatewayCallerCIDRs() []ExternalCIDR {
+	if len(s.Gateway.CallerCIDRs) > 0 {
+		return s.Gateway.CallerCIDRs
+	}
+	return s.Kube.ExternalCIDRs
 }
 
 // Secrets come only from secureJsonData.
@@ -256,8 +278,41 @@ func (s *Settings) validate() error {
 			return fmt.Errorf("kubernetes.agentPort: want 1..65535, got %d", s.Kube.AgentPort)
 		}
 	}
-	if s.Gateway.Enabled && !identifier.MatchString(s.Gateway.Table) {
-		return fmt.Errorf("gateway.table: %q is not a plain table name", s.Gateway.Table)
+	if s.Gateway.Enabled {
+		if err := s.validateGateway(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Settings) validateGateway() error {
+	g := &s.Gateway
+	if !identifier.MatchString(g.Table) {
+		return fmt.Errorf("gateway.table: %q is not a plain (optionally schema-qualified) table name", g.Table)
+	}
+	for i, a := range g.Agents {
+		u, err := url.Parse(a)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return fmt.Errorf("gateway.agents[%d]: want a base URL such as http://10.0.0.7:9464, got %q", i, a)
+		}
+		if strings.HasSuffix(strings.TrimSuffix(u.Path, "/"), "/v1/gateway") {
+			return fmt.Errorf("gateway.agents[%d]: give the agent's base URL without /v1/gateway, got %q", i, a)
+		}
+		g.Agents[i] = strings.TrimSuffix(a, "/") // a path prefix (behind a proxy) is kept
+	}
+	for i, c := range g.CallerCIDRs {
+		if _, _, err := net.ParseCIDR(c.CIDR); err != nil || c.Name == "" {
+			return fmt.Errorf("gateway.callerCidrs[%d]: want a name and a CIDR, got %q=%q", i, c.Name, c.CIDR)
+		}
+	}
+	for i, c := range s.Kube.ExternalCIDRs { // used for gateway callers even with Kubernetes off
+		if _, _, err := net.ParseCIDR(c.CIDR); err != nil || c.Name == "" {
+			return fmt.Errorf("kubernetes.externalCidrs[%d]: want a name and a CIDR, got %q=%q", i, c.Name, c.CIDR)
+		}
+	}
+	if !s.GatewayReadsTable() && len(g.Agents) == 0 && !s.Kube.Enabled {
+		return fmt.Errorf("gateway.enabled: no evidence to read: set a PostgreSQL host (for gateway.table), gateway.agents, or enable kubernetes (its agents)")
 	}
 	return nil
 }

@@ -85,3 +85,41 @@ func TestExpandMacros(t *testing.T) {
 		t.Errorf("two statements accepted")
 	}
 }
+
+func TestGatewaySettings(t *testing.T) {
+	pg := `"host":"db:5432","database":"d","user":"u",`
+	s, err := Parse([]byte(`{`+pg+`"gateway":{"enabled":true,"agents":["http://10.0.0.7:9464/","https://gw.example:9464","http://proxy/agents/node-1/"]},
+		"kubernetes":{"externalCidrs":[{"name":"partner","cidr":"203.0.113.0/24"}]}}`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Gateway.Table != "gateway_logs" || !s.GatewayReadsTable() || strings.Join(s.Gateway.Agents, ",") != "http://10.0.0.7:9464,https://gw.example:9464,http://proxy/agents/node-1" {
+		t.Errorf("gateway defaults %+v", s.Gateway)
+	}
+	if c := s.GatewayCallerCIDRs(); len(c) != 1 || c[0].Name != "partner" {
+		t.Errorf("caller CIDRs fall back to kubernetes.externalCidrs: %v", c)
+	}
+	s, err = Parse([]byte(`{`+pg+`"gateway":{"enabled":true,"readTable":false,"agents":["http://a:1"],"callerCidrs":[{"name":"office","cidr":"10.9.0.0/16"}]}}`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.GatewayReadsTable() || s.GatewayCallerCIDRs()[0].Name != "office" {
+		t.Errorf("readTable false / own CIDRs: %+v", s.Gateway)
+	}
+	for _, tc := range []struct{ json, want string }{
+		{`{` + pg + `"gateway":{"enabled":true,"table":"x;y"}}`, "gateway.table:"},
+		{`{"gateway":{"enabled":true,"agents":["10.0.0.7:9464"]}}`, "gateway.agents[0]:"},
+		{`{"gateway":{"enabled":true,"agents":["http://a:1","ftp://b"]}}`, "gateway.agents[1]:"},
+		{`{"gateway":{"enabled":true,"agents":["http://a:1/v1/gateway"]}}`, "gateway.agents[0]: give the agent's base URL without /v1/gateway"},
+		{`{"gateway":{"enabled":true,"agents":["http://a:1?x=1"]}}`, "gateway.agents[0]:"},
+		{`{"gateway":{"enabled":true,"agents":["http://a:1"],"callerCidrs":[{"name":"x","cidr":"nope"}]}}`, "gateway.callerCidrs[0]:"},
+		{`{"gateway":{"enabled":true,"agents":["http://a:1"]},"kubernetes":{"externalCidrs":[{"cidr":"10.0.0.0/8"}]}}`, "kubernetes.externalCidrs[0]:"},
+		{`{"gateway":{"enabled":true}}`, "gateway.enabled:"},
+		{`{` + pg + `"gateway":{"enabled":true,"readTable":false}}`, "gateway.enabled:"},
+	} {
+		_, err := Parse([]byte(tc.json), nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one naming %s", tc.json, err, tc.want)
+		}
+	}
+}

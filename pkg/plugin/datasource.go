@@ -6,6 +6,7 @@ package plugin
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/livemap/servicemap/pkg/config"
 	"github.com/livemap/servicemap/pkg/frames"
 	"github.com/livemap/servicemap/pkg/model"
+	"github.com/livemap/servicemap/pkg/source/gateway"
 	"github.com/livemap/servicemap/pkg/source/kube"
 	"github.com/livemap/servicemap/pkg/source/traces"
 	"github.com/livemap/servicemap/pkg/store"
@@ -100,11 +102,36 @@ func NewDatasourceWithOptions(_ context.Context, settings backend.DataSourceInst
 		src.SetClock(opts.Now)
 		d.sources = append(d.sources, src)
 	}
+	var kubeSrc *kube.Source
 	if s.Kube.Enabled {
 		src, err := kube.New(s, d.store, d.logger.With("source", "kubernetes"))
 		if err != nil {
 			d.closeSources()
 			d.settingErr = fmt.Errorf("kubernetes source: %w", err)
+			return d, nil
+		}
+		src.SetClock(opts.Now)
+		d.sources = append(d.sources, src)
+		kubeSrc = src
+	}
+	if s.Gateway.Enabled {
+		var gwOpts gateway.Options
+		if kubeSrc != nil {
+			// without gateway.agents: the agents Kubernetes discovers
+			gwOpts.Agents = func() []string {
+				addrs := kubeSrc.Agents()
+				for i, a := range addrs {
+					addrs[i] = "http://" + a
+				}
+				return addrs
+			}
+			// upstreams land on the nodes the network evidence uses
+			gwOpts.Resolver = func() gateway.Resolver { return newKubeNames(kubeSrc.Index()) }
+		}
+		src, err := gateway.New(s, d.store, d.logger.With("source", "gateway"), gwOpts)
+		if err != nil {
+			d.closeSources()
+			d.settingErr = fmt.Errorf("gateway source: %w", err)
 			return d, nil
 		}
 		src.SetClock(opts.Now)
@@ -164,4 +191,32 @@ func (d *Datasource) staleNotices() []string {
 		}
 	}
 	return out
+}
+
+// kubeNames names gateway upstreams the way the Kubernetes source names
+// nodes (docs/kubernetes.md "Node ids").
+type kubeNames struct {
+	x      *kube.Index
+	byName map[string]string // namespace/name → node id
+}
+
+func newKubeNames(x *kube.Index) kubeNames {
+	k := kubeNames{x: x, byName: map[string]string{}}
+	for _, svc := range x.Services() {
+		k.byName[svc.Namespace+"/"+svc.Name] = kube.ServiceNodeID(svc)
+	}
+	return k
+}
+
+func (k kubeNames) ServiceNode(namespace, name string) (string, bool) {
+	id, ok := k.byName[namespace+"/"+name]
+	return id, ok
+}
+
+func (k kubeNames) AddrNode(ip netip.Addr, port uint16) (string, bool) {
+	t, ok := k.x.Resolve(ip, port)
+	if !ok || t.Kind != model.KindService {
+		return "", false
+	}
+	return t.ID, true
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/axiomhq/hyperloglog"
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 
 	"github.com/livemap/servicemap/pkg/analysis"
@@ -12,17 +13,12 @@ import (
 	"github.com/livemap/servicemap/pkg/model"
 )
 
-// noSketch and noGateway stand in for the gateway source, which does not
-// exist yet: BlastRadius then says "no gateway data" and never guesses.
-type noSketch struct{}
+// entryClients is the store's per-entry-service client sketches of the
+// query range, as analysis.UserCounts: no gateway client data at all means
+// BlastRadius says "no gateway data" and never guesses.
+type entryClients map[string]*hyperloglog.Sketch
 
-func (noSketch) Estimate() uint64     { return 0 }
-func (noSketch) Merge(noSketch) error { return nil }
-func (noSketch) Clone() noSketch      { return noSketch{} }
-
-type noGateway struct{}
-
-func (noGateway) EntryUsers() (map[string]noSketch, bool) { return nil, false }
+func (e entryClients) EntryUsers() (map[string]*hyperloglog.Sketch, bool) { return e, len(e) > 0 }
 
 // impact answers "who is hit when this service fails, where does the failure
 // start and in which order do we bring things back" for the query's service
@@ -50,7 +46,7 @@ func (d *Datasource) impact(_ context.Context, q backend.DataQuery, query Query)
 	}
 	in := frames.ImpactInput{
 		Scope:     scope,
-		Blast:     analysis.BlastRadius[noSketch](g, service, noGateway{}),
+		Blast:     analysis.BlastRadius(g, service, entryClients(d.store.EntryClients(q.TimeRange.From, q.TimeRange.To))),
 		RootCause: analysis.RootCause(g, service),
 		Affected:  affected,
 		Recovery:  steps,

@@ -3,6 +3,8 @@ package store
 import (
 	"time"
 
+	"github.com/axiomhq/hyperloglog"
+
 	"github.com/livemap/servicemap/pkg/model"
 )
 
@@ -23,8 +25,9 @@ type cellKey struct {
 }
 
 type cell struct {
-	stats model.Stats
-	last  int64 // unix seconds of the latest event
+	stats   model.Stats
+	last    int64               // unix seconds of the latest event
+	clients *hyperloglog.Sketch // distinct client keys (gateway evidence only; nil otherwise)
 }
 
 // NewBatch starts a batch for one source.
@@ -51,7 +54,10 @@ func (b *Batch) cell(edge model.EdgeKey, t time.Time) *cell {
 // AddCall records one call at time t. A negative or NaN latency records the
 // call without a timing.
 func (b *Batch) AddCall(edge model.EdgeKey, t time.Time, latencyMs float64, failed bool) {
-	c := b.cell(edge, t)
+	b.cell(edge, t).addCall(latencyMs, failed)
+}
+
+func (c *cell) addCall(latencyMs float64, failed bool) {
 	c.stats.Calls++
 	if failed {
 		c.stats.Errors++
@@ -60,6 +66,54 @@ func (b *Batch) AddCall(edge model.EdgeKey, t time.Time, latencyMs float64, fail
 		c.stats.LatencySumMs += latencyMs
 		c.stats.Latency.Add(latencyMs)
 	}
+}
+
+// AddClientCall records one call (as AddCall) and the key of its client
+// (user id or address) for the distinct-client count of the edge's minute
+// (gateway evidence). An empty key records the call only.
+func (b *Batch) AddClientCall(edge model.EdgeKey, t time.Time, latencyMs float64, failed bool, clientKey string) {
+	c := b.cell(edge, t)
+	c.addCall(latencyMs, failed)
+	if clientKey != "" {
+		c.addClient(clientKey)
+	}
+}
+
+// AddClient records a client key of a call at time t without the call.
+func (b *Batch) AddClient(edge model.EdgeKey, t time.Time, key string) {
+	b.cell(edge, t).addClient(key)
+}
+
+func (c *cell) addClient(key string) {
+	if c.clients == nil {
+		c.clients = hyperloglog.New14()
+	}
+	c.clients.Insert([]byte(key))
+}
+
+// AddAggregate records calls already aggregated elsewhere (a node agent's
+// closed minute): stats are added, clients merged (never summed). clients
+// may be nil; a sketch of another precision than 14 is refused and the
+// batch left unchanged, so every sketch in the store merges with every
+// other. t is any time inside the minute the aggregate covers.
+func (b *Batch) AddAggregate(edge model.EdgeKey, t time.Time, stats *model.Stats, clients *hyperloglog.Sketch) error {
+	var own *hyperloglog.Sketch
+	if clients != nil {
+		own = hyperloglog.New14()
+		if err := own.Merge(clients); err != nil {
+			return err
+		}
+	}
+	c := b.cell(edge, t)
+	if own != nil {
+		if c.clients == nil {
+			c.clients = own
+		} else {
+			_ = c.clients.Merge(own) // both precision 14
+		}
+	}
+	c.stats.Add(stats)
+	return nil
 }
 
 // AddConnections records n TCP connections seen at time t.

@@ -3,6 +3,8 @@ package store
 import (
 	"slices"
 
+	"github.com/axiomhq/hyperloglog"
+
 	"github.com/livemap/servicemap/pkg/model"
 )
 
@@ -16,6 +18,9 @@ type bucket struct {
 	start int64 // unix seconds
 	last  int64 // unix seconds of the latest event in it
 	stats model.Stats
+	// clients is the HyperLogLog of distinct client keys; only gateway
+	// series have one, every other bucket pays one nil pointer.
+	clients *hyperloglog.Sketch
 }
 
 // series is the traffic of one edge as seen by one source. Every event goes
@@ -73,10 +78,19 @@ func (s *series) add(minute int64, c *cell, fineFrom int64) {
 	addTo(find(&s.coarse, minute-mod(minute, coarseWidth)), c)
 }
 
+// addTo adds a cell to a minute or hour bucket. Client sketches are merged
+// (the hour bucket's is the union of its minutes'), never summed.
 func addTo(b *bucket, c *cell) {
 	b.stats.Add(&c.stats)
 	if c.last > b.last {
 		b.last = c.last
+	}
+	if c.clients != nil {
+		if b.clients == nil {
+			b.clients = c.clients.Clone()
+		} else {
+			_ = b.clients.Merge(c.clients) // both precision 14: merging cannot fail
+		}
 	}
 }
 
@@ -117,12 +131,18 @@ func dropBefore(bs []bucket, from int64) []bucket {
 
 // rangeStats adds the traffic in [from, to) to out and returns the latest
 // event time in it (0 if none).
+func (s *series) rangeStats(from, to, fineFrom int64, out *model.Stats) (last int64) {
+	return s.visit(from, to, fineFrom, func(b *bucket) { out.Add(&b.stats) })
+}
+
+// visit calls use for every bucket that makes up [from, to) and returns the
+// latest event time in the range (0 if none).
 //
 // Resolution: minute buckets where they are still kept (the fine window),
 // hour buckets before that. A bucket counts when it overlaps the range. An
 // hour entirely inside the range, or whose data all lies inside it, is taken
 // from its hour bucket in one merge — the sum of its minute buckets.
-func (s *series) rangeStats(from, to, fineFrom int64, out *model.Stats) (last int64) {
+func (s *series) visit(from, to, fineFrom int64, use func(*bucket)) (last int64) {
 	if s.last < from-coarseWidth || s.first >= to {
 		return 0
 	}
@@ -137,7 +157,7 @@ func (s *series) rangeStats(from, to, fineFrom int64, out *model.Stats) (last in
 		wholeHour := h.start+coarseWidth <= fineFrom || // before the fine window: hours only
 			(fromMinute <= h.start && (h.start+coarseWidth-fineWidth < to || h.last < to))
 		if wholeHour {
-			out.Add(&h.stats)
+			use(h)
 			if h.last < to {
 				last = max(last, h.last)
 			} else {
@@ -151,7 +171,7 @@ func (s *series) rangeStats(from, to, fineFrom int64, out *model.Stats) (last in
 		for ; fi < len(s.fine) && s.fine[fi].start < h.start+coarseWidth; fi++ {
 			m := &s.fine[fi]
 			if m.start < to && m.start+fineWidth > from {
-				out.Add(&m.stats)
+				use(m)
 				last = max(last, min(m.last, to-1))
 			}
 		}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/axiomhq/hyperloglog"
+
 	"github.com/livemap/servicemap/pkg/model"
 )
 
@@ -252,6 +254,7 @@ func (s *Store) Nodes() map[string]model.NodeInfo {
 type Stats struct {
 	Series, FineBuckets, CoarseBuckets int
 	HistogramBytes                     int
+	ClientSketches                     int // buckets holding a client HyperLogLog (gateway series)
 }
 
 // Size counts series and buckets.
@@ -263,12 +266,44 @@ func (s *Store) Size() Stats {
 	for _, ser := range s.series {
 		st.FineBuckets += len(ser.fine)
 		st.CoarseBuckets += len(ser.coarse)
-		for i := range ser.fine {
-			st.HistogramBytes += ser.fine[i].stats.Latency.SizeBytes()
-		}
-		for i := range ser.coarse {
-			st.HistogramBytes += ser.coarse[i].stats.Latency.SizeBytes()
+		for _, bs := range [][]bucket{ser.fine, ser.coarse} {
+			for i := range bs {
+				st.HistogramBytes += bs[i].stats.Latency.SizeBytes()
+				if bs[i].clients != nil {
+					st.ClientSketches++
+				}
+			}
 		}
 	}
 	return st
+}
+
+// EntryClients returns, for every entry service (the target of a gateway
+// edge) with client keys in [from, to), the HyperLogLog of the distinct
+// clients that called it, merged over the range and over its callers —
+// merged, never summed: one client seen in many minutes or through several
+// callers counts once. The sketches are the caller's to keep.
+func (s *Store) EntryClients(from, to time.Time) map[string]*hyperloglog.Sketch {
+	fineFrom, _ := s.cutoffs(s.opts.Now())
+	f, t := unixFrom(from), unixTo(to)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := map[string]*hyperloglog.Sketch{}
+	for k, ser := range s.series {
+		if k.source != model.SourceGateway {
+			continue
+		}
+		ser.visit(f, t, fineFrom, func(b *bucket) {
+			if b.clients == nil {
+				return
+			}
+			cur := out[k.edge.Target]
+			if cur == nil {
+				out[k.edge.Target] = b.clients.Clone()
+				return
+			}
+			_ = cur.Merge(b.clients) // one precision everywhere: cannot fail
+		})
+	}
+	return out
 }

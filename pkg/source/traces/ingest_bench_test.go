@@ -130,7 +130,7 @@ func BenchmarkIngestSpans(b *testing.B) {
 			b.StopTimer()
 			p := src.reader.(*spansReader).pairer
 			if p.Spans != uint64(rowsTotal) || p.Calls != uint64(2*traces) {
-				b.Fatalf("pairer: %d spans, %d calls (want %d, %d); %s", p.Spans, p.Calls, rowsTotal, 2*traces, src.detail())
+				b.Fatalf("pairer: %d spans, %d calls (want %d, %d); %s", p.Spans, p.Calls, rowsTotal, 2*traces, src.reader.Progress())
 			}
 			src.Close()
 			b.StartTimer()

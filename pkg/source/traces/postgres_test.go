@@ -14,6 +14,7 @@ import (
 	"github.com/livemap/servicemap/internal/testenv/postgres"
 	"github.com/livemap/servicemap/pkg/config"
 	"github.com/livemap/servicemap/pkg/model"
+	"github.com/livemap/servicemap/pkg/source/pgwindow"
 	"github.com/livemap/servicemap/pkg/store"
 )
 
@@ -239,7 +240,7 @@ func TestTLSModes(t *testing.T) {
 			if tc.host != "" {
 				_, port, _ := strings.Cut(pg.Addr, ":")
 				src.settings.Host = tc.host + ":" + port
-				cfg, _ := poolConfig(src.settings)
+				cfg, _ := pgwindow.PoolConfig(src.settings)
 				if cfg.ConnConfig.TLSConfig.ServerName != tc.host {
 					t.Fatalf("server name %q", cfg.ConnConfig.TLSConfig.ServerName)
 				}

@@ -11,23 +11,9 @@ import (
 
 	"github.com/livemap/servicemap/pkg/config"
 	"github.com/livemap/servicemap/pkg/model"
+	"github.com/livemap/servicemap/pkg/source/pgwindow"
 	"github.com/livemap/servicemap/pkg/store"
 )
-
-// reader reads the rows of one window [from, to) into a batch. It must not
-// touch any state kept between windows until the whole window has been read,
-// so a failed read can simply be retried.
-type reader interface {
-	read(ctx context.Context, pool *pgxpool.Pool, from, to time.Time) (*store.Batch, error)
-	// requiredColumns names the table and columns CheckHealth verifies.
-	requiredColumns() (table string, columns []string)
-	// progress says what was read so far, for CheckHealth.
-	progress() string
-}
-
-func quoteTable(name string) string {
-	return pgx.Identifier(strings.Split(name, ".")).Sanitize()
-}
 
 // callsReader reads the `calls` shape: one row per call.
 type callsReader struct {
@@ -35,17 +21,17 @@ type callsReader struct {
 	Skipped uint64 // rows without a callee
 }
 
-func (r *callsReader) requiredColumns() (string, []string) {
+func (r *callsReader) RequiredColumns() (string, []string) {
 	return r.table, []string{"timestamp", "parent_service", "child_service", "duration_ms", "status"}
 }
 
-func (r *callsReader) progress() string {
+func (r *callsReader) Progress() string {
 	return fmt.Sprintf("%d rows without child_service skipped", r.Skipped)
 }
 
-func (r *callsReader) read(ctx context.Context, pool *pgxpool.Pool, from, to time.Time) (*store.Batch, error) {
+func (r *callsReader) Read(ctx context.Context, pool *pgxpool.Pool, from, to time.Time) (*store.Batch, error) {
 	sql := fmt.Sprintf(`SELECT "timestamp", parent_service, child_service, duration_ms::float8, status::text
-FROM %s WHERE "timestamp" >= $1 AND "timestamp" < $2`, quoteTable(r.table))
+FROM %s WHERE "timestamp" >= $1 AND "timestamp" < $2`, pgwindow.QuoteTable(r.table))
 	rows, err := pool.Query(ctx, sql, from, to)
 	if err != nil {
 		return nil, err
@@ -97,9 +83,9 @@ type customReader struct {
 	sql string
 }
 
-func (r *customReader) requiredColumns() (string, []string) { return "", nil }
+func (r *customReader) RequiredColumns() (string, []string) { return "", nil }
 
-func (r *customReader) read(ctx context.Context, pool *pgxpool.Pool, from, to time.Time) (*store.Batch, error) {
+func (r *customReader) Read(ctx context.Context, pool *pgxpool.Pool, from, to time.Time) (*store.Batch, error) {
 	tx, err := pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/livemap/servicemap/pkg/model"
+	"github.com/livemap/servicemap/pkg/source/pgwindow"
 	"github.com/livemap/servicemap/pkg/store"
 )
 
@@ -19,12 +20,12 @@ type spansReader struct {
 	pairer *Pairer
 }
 
-func (r *spansReader) requiredColumns() (string, []string) {
+func (r *spansReader) RequiredColumns() (string, []string) {
 	return r.table, []string{"trace_id", "span_id", "parent_span_id", "service_name", "span_name", "span_kind",
 		"start_time", "duration_ns", "status_code", "attributes", "resource_attributes"}
 }
 
-func (r *spansReader) progress() string {
+func (r *spansReader) Progress() string {
 	p := r.pairer
 	return fmt.Sprintf("%d spans, %d calls, %d spans waiting to pair, %d server spans whose parent never arrived, %d client spans with no peer attributes",
 		p.Spans, p.Calls, p.Pending(), p.Unpaired, p.ClientsWithoutPeer)
@@ -45,8 +46,8 @@ const spanColumns = `trace_id, span_id, COALESCE(parent_span_id, ''), service_na
 
 // read buffers the window's spans; pairing happens in pair, after the whole
 // window arrived, so a failed read leaves the pairing state untouched.
-func (r *spansReader) read(ctx context.Context, pool *pgxpool.Pool, from, to time.Time) (*store.Batch, error) {
-	sql := fmt.Sprintf(`SELECT %s FROM %s WHERE start_time >= $1 AND start_time < $2`, spanColumns, quoteTable(r.table))
+func (r *spansReader) Read(ctx context.Context, pool *pgxpool.Pool, from, to time.Time) (*store.Batch, error) {
+	sql := fmt.Sprintf(`SELECT %s FROM %s WHERE start_time >= $1 AND start_time < $2`, spanColumns, pgwindow.QuoteTable(r.table))
 	rows, err := pool.Query(ctx, sql, from, to)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package traces
+package pgwindow
 
 import (
 	"crypto/tls"
@@ -13,10 +13,10 @@ import (
 	"github.com/livemap/servicemap/pkg/config"
 )
 
-// poolConfig builds the pgx pool settings: read-only sessions, a statement
+// PoolConfig builds the pgx pool settings: read-only sessions, a statement
 // timeout, and TLS as Grafana's PostgreSQL data source offers it. The
 // password and certificates come only from secureJsonData.
-func poolConfig(s *config.Settings) (*pgxpool.Config, error) {
+func PoolConfig(s *config.Settings) (*pgxpool.Config, error) {
 	u := url.URL{Scheme: "postgres", User: url.User(s.User), Host: s.Host, Path: "/" + s.Database, RawQuery: "sslmode=disable"}
 	cfg, err := pgxpool.ParseConfig(u.String())
 	if err != nil {
