@@ -414,7 +414,7 @@ func TestSourceAgainstRealAPIServer(t *testing.T) {
 	c.must(err)
 	eventually(t, "declared edges", func() error {
 		want := []model.EdgeKey{{Source: "web-frontend", Target: "checkout"}}
-		if got := src.DeclaredEdges(); !slices.Equal(got, want) {
+		if got := Keys(src.DeclaredEdges()); !slices.Equal(got, want) {
 			return fmt.Errorf("declared = %v, want %v", got, want)
 		}
 		return nil

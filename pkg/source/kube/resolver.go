@@ -58,11 +58,6 @@ type Target struct {
 	Pod        *corev1.Pod // the pod for a pod IP
 }
 
-type cidrRule struct {
-	name   string
-	prefix netip.Prefix
-}
-
 // Index resolves IP addresses against one view of the cluster. It is
 // immutable once built, so a refresh can use it without locks.
 type Index struct {
@@ -81,7 +76,8 @@ type Index struct {
 	ds         map[string]*appsv1.DaemonSet
 	nsLabels   map[string]map[string]string
 	services   []*corev1.Service
-	cidrs      []cidrRule
+	svcID      map[string]string // ns/name -> node id (ServiceIDs)
+	cidrs      cidrRules
 }
 
 // BuildIndex indexes the objects. CIDR rules that do not parse are skipped
@@ -96,18 +92,7 @@ func BuildIndex(o Objects, cidrs []config.ExternalCIDR) *Index {
 		deploys: map[string]*appsv1.Deployment{}, sts: map[string]*appsv1.StatefulSet{},
 		ds: map[string]*appsv1.DaemonSet{}, nsLabels: map[string]map[string]string{},
 	}
-	for _, c := range cidrs {
-		if p, err := netip.ParsePrefix(c.CIDR); err == nil {
-			x.cidrs = append(x.cidrs, cidrRule{c.Name, p.Masked()})
-		}
-	}
-	// Most specific first; ties by name for determinism.
-	slices.SortStableFunc(x.cidrs, func(a, b cidrRule) int {
-		if d := b.prefix.Bits() - a.prefix.Bits(); d != 0 {
-			return d
-		}
-		return strings.Compare(a.name, b.name)
-	})
+	x.cidrs = newCIDRRules(cidrs)
 	for _, n := range o.Namespaces {
 		x.nsLabels[n.Name] = n.Labels
 	}
@@ -126,6 +111,7 @@ func BuildIndex(o Objects, cidrs []config.ExternalCIDR) *Index {
 	slices.SortFunc(x.services, func(a, b *corev1.Service) int {
 		return strings.Compare(key(a.Namespace, a.Name), key(b.Namespace, b.Name))
 	})
+	x.svcID = ServiceIDs(x.services)
 	for _, s := range x.services {
 		svcByKey[key(s.Namespace, s.Name)] = s
 		for _, ipStr := range append([]string{s.Spec.ClusterIP}, s.Spec.ClusterIPs...) {
@@ -232,17 +218,13 @@ func controllerOf(refs []metav1.OwnerReference) *metav1.OwnerReference {
 	return nil
 }
 
-// ServiceNodeID is the map id of a Service: the annotation
-// servicemap.livemap.io/service-name, else the label app.kubernetes.io/name,
-// else the Service's name (the same id a trace's service.name gives).
-func ServiceNodeID(s *corev1.Service) string {
-	if v := s.Annotations[AnnotationServiceName]; v != "" {
-		return v
+// ServiceNodeID is the map id of a Service (ServiceIDs: the name traces
+// use, qualified by namespace only when ambiguous).
+func (x *Index) ServiceNodeID(s *corev1.Service) string {
+	if id, ok := x.svcID[key(s.Namespace, s.Name)]; ok {
+		return id
 	}
-	if v := s.Labels[LabelAppName]; v != "" {
-		return v
-	}
-	return s.Name
+	return baseServiceID(s)
 }
 
 // PodNodeID is the map id of a pod: its own servicemap.livemap.io/service-name
@@ -255,7 +237,7 @@ func (x *Index) PodNodeID(p *corev1.Pod) string {
 		return v
 	}
 	if svcs := x.ServicesOfPod(p); len(svcs) > 0 {
-		return ServiceNodeID(svcs[0])
+		return x.ServiceNodeID(svcs[0])
 	}
 	if v := p.Labels[LabelAppName]; v != "" {
 		return v
@@ -343,7 +325,7 @@ func (x *Index) Resolve(ip netip.Addr, port uint16) (Target, bool) {
 		return Target{}, false
 	}
 	if s := x.clusterIP[ip]; s != nil {
-		t := Target{ID: ServiceNodeID(s), Kind: model.KindService, Namespace: s.Namespace, Service: s, ServerPort: port}
+		t := Target{ID: x.ServiceNodeID(s), Kind: model.KindService, Namespace: s.Namespace, Service: s, ServerPort: port}
 		if sp := servicePort(s, port); sp != nil {
 			t.Port = sp
 			t.ServerPort = x.targetPort(s, sp)
@@ -371,12 +353,10 @@ func (x *Index) Resolve(ip netip.Addr, port uint16) (Target, bool) {
 	// An endpoint address without a pod object (e.g. a selectorless
 	// Service's manual EndpointSlice) resolves to its Service.
 	if svcs := x.ipSvcs[ip]; len(svcs) > 0 {
-		return Target{ID: ServiceNodeID(svcs[0]), Kind: model.KindService, Namespace: svcs[0].Namespace, Service: svcs[0], ServerPort: port}, true
+		return Target{ID: x.ServiceNodeID(svcs[0]), Kind: model.KindService, Namespace: svcs[0].Namespace, Service: svcs[0], ServerPort: port}, true
 	}
-	for _, c := range x.cidrs {
-		if c.prefix.Contains(ip) {
-			return Target{ID: c.name, Kind: model.KindExternal, ServerPort: port}, true
-		}
+	if name, ok := x.cidrs.name(ip); ok {
+		return Target{ID: name, Kind: model.KindExternal, ServerPort: port}, true
 	}
 	return Target{ID: ip.String(), Kind: model.KindExternal, ServerPort: port}, true
 }
@@ -474,7 +454,7 @@ func protocolName(s string) string {
 // ServiceNode describes a Service as a map node: kind, namespace, team, tier
 // and the last deploy of the workloads behind it.
 func (x *Index) ServiceNode(s *corev1.Service) model.NodeInfo {
-	n := model.NodeInfo{ID: ServiceNodeID(s), Kind: model.KindService, Namespace: s.Namespace}
+	n := model.NodeInfo{ID: x.ServiceNodeID(s), Kind: model.KindService, Namespace: s.Namespace}
 	n.Team = pick(s.Annotations[AnnotationTeam], s.Labels[AnnotationTeam], s.Annotations[AnnotationBackstageOwner], s.Labels[LabelTeam])
 	n.Tier = pick(s.Annotations[AnnotationTier], s.Labels[AnnotationTier], s.Labels[LabelTier])
 	for _, p := range x.svcPods[key(s.Namespace, s.Name)] {

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"net/netip"
+	"reflect"
 	"testing"
 	"time"
 
@@ -266,9 +267,14 @@ func TestDeclaredEdges(t *testing.T) {
 			}}}},
 		}},
 	}
-	got := DeclaredEdges(pols, []*corev1.Service{checkout, frontend, db, noSel}, nss)
-	want := []model.EdgeKey{{Source: "checkout", Target: "orders-db"}, {Source: "frontend", Target: "checkout"}}
-	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+	got := DeclaredEdges(pols, []*corev1.Service{checkout, frontend, db, noSel}, nss, nil)
+	// The unnamed ipBlock is a node named by its CIDR text.
+	want := []PolicyEdge{
+		{model.EdgeKey{Source: "10.0.0.0/8", Target: "checkout"}, []string{"shop/checkout-in"}},
+		{model.EdgeKey{Source: "checkout", Target: "orders-db"}, []string{"shop/checkout-in"}},
+		{model.EdgeKey{Source: "frontend", Target: "checkout"}, []string{"shop/checkout-in"}},
+	}
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("DeclaredEdges = %v, want %v", got, want)
 	}
 }

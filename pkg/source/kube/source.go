@@ -256,7 +256,7 @@ func (s *Source) Index() *Index {
 }
 
 // DeclaredEdges reads the watched NetworkPolicies as allowed edges.
-func (s *Source) DeclaredEdges() []model.EdgeKey {
+func (s *Source) DeclaredEdges() []PolicyEdge {
 	var pols []*networkingv1.NetworkPolicy
 	var svcs []*corev1.Service
 	for _, f := range s.factories {
@@ -266,7 +266,7 @@ func (s *Source) DeclaredEdges() []model.EdgeKey {
 		svcs = append(svcs, sv...)
 	}
 	nss, _ := s.cluster.Core().V1().Namespaces().Lister().List(labels.Everything())
-	return DeclaredEdges(pols, svcs, nss)
+	return DeclaredEdges(pols, svcs, nss, s.settings.Kube.ExternalCIDRs)
 }
 
 // Agents lists the agent addresses (host:port): the configured static ones
