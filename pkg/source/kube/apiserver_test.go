@@ -1,16 +1,13 @@
 package kube
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http/httptest"
 	"net/netip"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,7 +23,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/livemap/servicemap/internal/testenv/kubeapi"
@@ -37,36 +33,11 @@ import (
 	"github.com/livemap/servicemap/pkg/store"
 )
 
-// pluginClusterRole reads the ClusterRole out of deploy/plugin-rbac.yaml.
+// pluginRBAC is the least-privilege manifest the tests bind.
+const pluginRBAC = "../../../deploy/plugin-rbac.yaml"
+
 func pluginClusterRole(t *testing.T) *rbacv1.ClusterRole {
-	t.Helper()
-	b, err := os.ReadFile("../../../deploy/plugin-rbac.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-	for {
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			t.Fatalf("plugin-rbac.yaml: %v", err)
-		}
-		var meta metav1.TypeMeta
-		if err := json.Unmarshal(raw, &meta); err != nil {
-			t.Fatal(err)
-		}
-		if meta.Kind == "ClusterRole" {
-			var cr rbacv1.ClusterRole
-			if err := json.Unmarshal(raw, &cr); err != nil {
-				t.Fatal(err)
-			}
-			return &cr
-		}
-	}
-	t.Fatal("plugin-rbac.yaml has no ClusterRole")
-	return nil
+	return kubeapi.ClusterRoleFromManifest(t, pluginRBAC)
 }
 
 func eventually(t *testing.T, what string, f func() error) {

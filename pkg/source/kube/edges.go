@@ -117,7 +117,7 @@ func AddSnapshots(b *store.Batch, x *Index, snaps []*api.Snapshot) ConvertStats 
 			st.Counted++
 			st.ResolvedRemote++
 			remember(t)
-			add(model.EdgeKey{Source: l.id, Target: t.ID}, l.at, 1, EdgeInfoFor(t))
+			add(model.EdgeKey{Source: l.id, Target: t.ID}, l.at, 1, x.EdgeInfoFor(t))
 		}
 		for _, f := range l.ns.Closed {
 			if f.Direction != api.Outbound || f.ClosedSinceLastPoll <= 0 {
@@ -134,7 +134,7 @@ func AddSnapshots(b *store.Batch, x *Index, snaps []*api.Snapshot) ConvertStats 
 			}
 			remember(t)
 			st.ClosedBirths += f.ClosedSinceLastPoll
-			add(model.EdgeKey{Source: l.id, Target: t.ID}, l.at, uint64(f.ClosedSinceLastPoll), EdgeInfoFor(t))
+			add(model.EdgeKey{Source: l.id, Target: t.ID}, l.at, uint64(f.ClosedSinceLastPoll), x.EdgeInfoFor(t))
 		}
 	}
 	// Pass 2: inbound rows complete what no client-side agent reported.
@@ -148,7 +148,7 @@ func AddSnapshots(b *store.Batch, x *Index, snaps []*api.Snapshot) ConvertStats 
 					break
 				}
 			}
-			return EdgeInfoFor(t)
+			return x.EdgeInfoFor(t)
 		}
 		for _, c := range l.ns.Connections {
 			if c.Direction != api.Inbound {

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/livemap/servicemap/pkg/config"
 	"github.com/livemap/servicemap/pkg/model"
@@ -43,6 +44,9 @@ type Objects struct {
 	Deployments    []*appsv1.Deployment
 	StatefulSets   []*appsv1.StatefulSet
 	DaemonSets     []*appsv1.DaemonSet
+	// Istio objects (dynamic client), when the CRDs are served.
+	DestinationRules []*unstructured.Unstructured
+	VirtualServices  []*unstructured.Unstructured
 }
 
 // Target is what an address resolved to.
@@ -78,6 +82,7 @@ type Index struct {
 	services   []*corev1.Service
 	svcID      map[string]string // ns/name -> node id (ServiceIDs)
 	cidrs      cidrRules
+	policies   trafficPolicies // Istio circuit breakers and retries by Service ns/name
 }
 
 // BuildIndex indexes the objects. CIDR rules that do not parse are skipped
@@ -191,6 +196,7 @@ func BuildIndex(o Objects, cidrs []config.ExternalCIDR) *Index {
 	for _, d := range o.DaemonSets {
 		x.ds[key(d.Namespace, d.Name)] = d
 	}
+	x.policies = buildTrafficPolicies(o.DestinationRules, o.VirtualServices, func(k string) bool { return svcByKey[k] != nil })
 	return x
 }
 
@@ -477,12 +483,15 @@ func (x *Index) ServiceNode(s *corev1.Service) model.NodeInfo {
 // Services returns every indexed Service, sorted by namespace/name.
 func (x *Index) Services() []*corev1.Service { return x.services }
 
-// EdgeInfoFor is what the callee Service says about calls to it.
-func EdgeInfoFor(t Target) model.EdgeInfo {
+// EdgeInfoFor is what the callee Service says about calls to it. The circuit
+// breaker and retry policy come from the Istio DestinationRule and
+// VirtualService naming the Service, else from its annotations.
+func (x *Index) EdgeInfoFor(t Target) model.EdgeInfo {
 	info := model.EdgeInfo{Protocol: Protocol(t.Port)}
 	if t.Service != nil {
-		info.CircuitBreaker = t.Service.Annotations[AnnotationCircuitBreaker]
-		info.RetryPolicy = t.Service.Annotations[AnnotationRetryPolicy]
+		k := key(t.Service.Namespace, t.Service.Name)
+		info.CircuitBreaker = pick(x.policies.breaker[k], t.Service.Annotations[AnnotationCircuitBreaker])
+		info.RetryPolicy = pick(x.policies.retry[k], t.Service.Annotations[AnnotationRetryPolicy])
 		info.OwnerTeam = pick(t.Service.Annotations[AnnotationTeam], t.Service.Labels[AnnotationTeam], t.Service.Annotations[AnnotationBackstageOwner], t.Service.Labels[LabelTeam])
 		info.Tier = pick(t.Service.Annotations[AnnotationTier], t.Service.Labels[AnnotationTier], t.Service.Labels[LabelTier])
 	}

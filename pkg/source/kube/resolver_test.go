@@ -130,7 +130,7 @@ func TestResolve(t *testing.T) {
 		t.Errorf("service node = %+v", n)
 	}
 	tgt, _ := x.Resolve(netip.MustParseAddr("10.96.0.20"), 80)
-	if info := EdgeInfoFor(tgt); info.CircuitBreaker != "consecutive5xx=5" || info.RetryPolicy != "attempts=3" || info.Protocol != "gRPC" || info.OwnerTeam != "payments-team" {
+	if info := x.EdgeInfoFor(tgt); info.CircuitBreaker != "consecutive5xx=5" || info.RetryPolicy != "attempts=3" || info.Protocol != "gRPC" || info.OwnerTeam != "payments-team" {
 		t.Errorf("edge info = %+v", info)
 	}
 }
