@@ -119,7 +119,7 @@ func TestIstioPoliciesFromCRDs(t *testing.T) {
 	defer cancel()
 	admin := kubernetes.NewForConfigOrDie(kc.AdminConfig())
 	adminDyn := dynamic.NewForConfigOrDie(kc.AdminConfig())
-	c := &cluster{t: t, ctx: ctx, admin: admin}
+	c := &cluster{T: t, Ctx: ctx, Client: admin}
 	cr := kc.GrantRestricted(t, pluginRBAC)
 	var istioRule []string
 	for _, r := range cr.Rules {
@@ -136,15 +136,15 @@ func TestIstioPoliciesFromCRDs(t *testing.T) {
 
 	const ns = "shop"
 	_, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-	c.must(err)
+	c.Must(err)
 	coLbl, feLbl := map[string]string{"app": "checkout"}, map[string]string{"app": "frontend"}
-	checkout := c.service(ns, "checkout", coLbl, corev1.ServicePort{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)},
+	checkout := c.Service(ns, "checkout", coLbl, corev1.ServicePort{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)},
 		map[string]string{AnnotationCircuitBreaker: "annotated breaker", AnnotationRetryPolicy: "annotated retries"})
-	co := c.pod(ns, "checkout-1", "10.244.2.7", coLbl, nil)
-	c.slice(ns, "checkout", 8080, "http", co)
-	c.service(ns, "frontend", feLbl, corev1.ServicePort{Name: "http", Port: 80, TargetPort: intstr.FromInt32(3000)}, nil)
-	fe := c.pod(ns, "frontend-1", "10.244.1.5", feLbl, nil)
-	c.slice(ns, "frontend", 3000, "http", fe)
+	co := c.Pod(ns, "checkout-1", "10.244.2.7", coLbl, nil)
+	c.Slice(ns, "checkout", 8080, "http", co)
+	c.Service(ns, "frontend", feLbl, corev1.ServicePort{Name: "http", Port: 80, TargetPort: intstr.FromInt32(3000)}, nil)
+	fe := c.Pod(ns, "frontend-1", "10.244.1.5", feLbl, nil)
+	c.Slice(ns, "frontend", 3000, "http", fe)
 
 	snap := &api.Snapshot{SchemaVersion: 1, Node: "node-a", Seq: 1, TakenAt: time.Now().UTC().Truncate(time.Second), Namespaces: []api.Namespace{
 		{PodUID: string(fe.UID), IPs: []string{"10.244.1.5"}, Connections: []api.Conn{
@@ -153,7 +153,7 @@ func TestIstioPoliciesFromCRDs(t *testing.T) {
 	}}
 	feed := &fixedSnapshot{snap}
 	srv, err := agent.NewServer(feed, "agent-secret", 0)
-	c.must(err)
+	c.Must(err)
 	hs := httptest.NewServer(srv.Handler())
 	defer hs.Close()
 
@@ -163,13 +163,13 @@ func TestIstioPoliciesFromCRDs(t *testing.T) {
 	}})
 	settings, err := config.Parse(jsonData, map[string]string{
 		"kubeToken": kc.RestrictedToken(), "kubeCACert": string(kc.CACertPEM()), "agentToken": "agent-secret"})
-	c.must(err)
+	c.Must(err)
 	st := store.New(store.Options{Retention: time.Hour})
 	src, err := New(settings, st, log.DefaultLogger)
-	c.must(err)
+	c.Must(err)
 	src.istio.every = 100 * time.Millisecond
 	defer src.Close()
-	c.must(src.WaitForSync(ctx))
+	c.Must(src.WaitForSync(ctx))
 
 	edgeInfo := func() (model.EdgeInfo, error) {
 		if err := src.Refresh(ctx); err != nil {
@@ -183,22 +183,22 @@ func TestIstioPoliciesFromCRDs(t *testing.T) {
 	}
 	// No Istio yet: the annotations.
 	info, err := edgeInfo()
-	c.must(err)
+	c.Must(err)
 	if info.CircuitBreaker != "annotated breaker" || info.RetryPolicy != "annotated retries" {
 		t.Fatalf("before Istio: edge info %+v", info)
 	}
-	c.must(src.Check(ctx))
+	c.Must(src.Check(ctx))
 
 	// Istio is installed after the source started.
 	for _, crd := range []*unstructured.Unstructured{istioCRD(ResourceDestinationRules, "DestinationRule"), istioCRD(ResourceVirtualServices, "VirtualService")} {
 		_, err := adminDyn.Resource(crdGVR).Create(ctx, crd, metav1.CreateOptions{})
-		c.must(err)
+		c.Must(err)
 	}
 	drGVR := schema.GroupVersionResource{Group: IstioGroup, Version: "v1", Resource: ResourceDestinationRules}
 	vsGVR := schema.GroupVersionResource{Group: IstioGroup, Version: "v1", Resource: ResourceVirtualServices}
 	create := func(gvr schema.GroupVersionResource, kind, name, spec string) {
 		var sp map[string]any
-		c.must(json.Unmarshal([]byte(spec), &sp))
+		c.Must(json.Unmarshal([]byte(spec), &sp))
 		obj := &unstructured.Unstructured{Object: map[string]any{
 			"apiVersion": IstioGroup + "/v1", "kind": kind,
 			"metadata": map[string]any{"name": name, "namespace": ns}, "spec": sp,
@@ -235,7 +235,7 @@ func TestIstioPoliciesFromCRDs(t *testing.T) {
 		return nil
 	})
 	t.Logf("Istio CRDs installed after start were picked up in %v", time.Since(begin).Round(time.Millisecond))
-	c.must(src.Check(ctx))
+	c.Must(src.Check(ctx))
 
 	// The frontend Service has neither: nothing invented.
 	feTgt, _ := src.Index().Resolve(netip.MustParseAddr("10.244.1.5"), 3000)
@@ -253,7 +253,7 @@ func TestIstioPoliciesFromCRDs(t *testing.T) {
 		t.Fatalf("restricted token listing CRDs: want Forbidden, got %v", err)
 	}
 	obj, err := restrictedDyn.Resource(drGVR).Namespace(ns).Get(ctx, "checkout-cb", metav1.GetOptions{})
-	c.must(err)
+	c.Must(err)
 	if err := restrictedDyn.Resource(drGVR).Namespace(ns).Delete(ctx, obj.GetName(), metav1.DeleteOptions{}); !apierrors.IsForbidden(err) {
 		t.Fatalf("restricted token deleting a DestinationRule: want Forbidden, got %v", err)
 	}
