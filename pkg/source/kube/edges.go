@@ -55,9 +55,17 @@ type edgeAt struct {
 // connections seen on the edge in that poll.
 func AddSnapshots(b *store.Batch, x *Index, snaps []*api.Snapshot) ConvertStats {
 	var st ConvertStats
-	seen := map[connKey]bool{}
-	counts := map[edgeAt]uint64{}
-	infos := map[model.EdgeKey]model.EdgeInfo{}
+	rows := 0
+	for _, s := range snaps {
+		for i := range s.Namespaces {
+			rows += len(s.Namespaces[i].Connections)
+		}
+	}
+	// Sized once: growing these maps row by row was most of a large
+	// refresh's allocations (BenchmarkRefresh, docs/BENCHMARKS.md).
+	seen := make(map[connKey]bool, rows)
+	counts := make(map[edgeAt]uint64, rows/2)
+	infos := make(map[model.EdgeKey]model.EdgeInfo, rows/2)
 	nodes := map[string]model.NodeInfo{}
 	add := func(e model.EdgeKey, at time.Time, n uint64, info model.EdgeInfo) {
 		counts[edgeAt{e, at}] += n
