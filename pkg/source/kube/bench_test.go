@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -156,10 +157,12 @@ func BenchmarkRefresh(b *testing.B) {
 	indexHeap := heapOf(func() any { return BuildIndex(bc.objs, bc.cidrs) })
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := cpuMeter()
 	for i := 0; i < b.N; i++ {
 		bc.refresh()
 	}
 	b.StopTimer()
+	cpu.report(b)
 	b.ReportMetric(indexHeap/1e6, "index-MB")
 }
 
@@ -167,9 +170,11 @@ func BenchmarkBuildIndex(b *testing.B) {
 	bc := newBigCluster()
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := cpuMeter()
 	for i := 0; i < b.N; i++ {
 		BuildIndex(bc.objs, bc.cidrs)
 	}
+	cpu.report(b)
 }
 
 // remotes are the remote addresses of every outbound row.
@@ -194,11 +199,13 @@ func BenchmarkResolve(b *testing.B) {
 	rs := bc.remotes()
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := cpuMeter()
 	for i := 0; i < b.N; i++ {
 		for _, r := range rs {
 			x.Resolve(r.Addr(), r.Port())
 		}
 	}
+	cpu.report(b)
 }
 
 // BenchmarkResolveLinearScan is the simple alternative: no index, each
@@ -209,11 +216,13 @@ func BenchmarkResolveLinearScan(b *testing.B) {
 	rs := bc.remotes()
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := cpuMeter()
 	for i := 0; i < b.N; i++ {
 		for _, r := range rs {
 			linearResolve(&bc.objs, bc.cidrs, r.Addr())
 		}
 	}
+	cpu.report(b)
 }
 
 func linearResolve(o *Objects, cidrs []config.ExternalCIDR, ip netip.Addr) string {
@@ -265,4 +274,20 @@ func heapOf(f func() any) float64 {
 	runtime.ReadMemStats(&after)
 	runtime.KeepAlive(v)
 	return float64(after.HeapAlloc) - float64(before.HeapAlloc)
+}
+
+// cpuMeter measures the process's CPU time (user + system, GC included),
+// steadier than wall time on a shared machine.
+type cpuStart time.Duration
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func cpuMeter() cpuStart { return cpuStart(cpuTime()) }
+
+func (c cpuStart) report(b *testing.B) {
+	b.ReportMetric(float64(cpuTime()-time.Duration(c))/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
 }
