@@ -258,3 +258,35 @@ func TestIstioPoliciesFromCRDs(t *testing.T) {
 		t.Fatalf("restricted token deleting a DestinationRule: want Forbidden, got %v", err)
 	}
 }
+
+// Malformed Istio objects (wrong types anywhere) apply nothing and never
+// panic; a well-formed one next to them still applies.
+func TestMalformedIstioObjects(t *testing.T) {
+	exists := func(k string) bool { return k == "shop/checkout" || k == "shop/cart" }
+	obj := func(name, spec string) *unstructured.Unstructured {
+		var sp any
+		if err := json.Unmarshal([]byte(spec), &sp); err != nil {
+			t.Fatal(err)
+		}
+		return &unstructured.Unstructured{Object: map[string]any{
+			"metadata": map[string]any{"name": name, "namespace": "shop"}, "spec": toInt64(sp)}}
+	}
+	drs := []*unstructured.Unstructured{
+		obj("a", `{"host":42,"trafficPolicy":{"outlierDetection":{}}}`),
+		obj("b", `{"host":"checkout","trafficPolicy":"strict"}`),
+		obj("c", `{"host":"checkout","trafficPolicy":{"outlierDetection":"yes","connectionPool":[1,2]}}`),
+		obj("d", `"not an object"`),
+		obj("e", `{"host":"cart","trafficPolicy":{"outlierDetection":{"consecutive5xxErrors":3}}}`),
+	}
+	vss := []*unstructured.Unstructured{
+		obj("a", `{"hosts":"checkout","http":[{"retries":{"attempts":2}}]}`),
+		obj("b", `{"hosts":["checkout"],"http":{"retries":{}}}`),
+		obj("c", `{"hosts":["checkout"],"http":["x",null,{"retries":"many"}]}`),
+		obj("d", `{"hosts":[1,"checkout"],"http":[{"retries":{"attempts":2}}]}`),
+	}
+	tp := buildTrafficPolicies(drs, vss, exists)
+	want := trafficPolicies{breaker: map[string]string{"shop/cart": "outlier: 3 consecutive 5xx, eject 30s"}, retry: map[string]string{}}
+	if fmt.Sprint(tp) != fmt.Sprint(want) {
+		t.Errorf("policies %v, want %v", tp, want)
+	}
+}
