@@ -203,7 +203,7 @@ type kubeNames struct {
 func newKubeNames(x *kube.Index) kubeNames {
 	k := kubeNames{x: x, byName: map[string]string{}}
 	for _, svc := range x.Services() {
-		k.byName[svc.Namespace+"/"+svc.Name] = kube.ServiceNodeID(svc)
+		k.byName[svc.Namespace+"/"+svc.Name] = x.ServiceNodeID(svc)
 	}
 	return k
 }

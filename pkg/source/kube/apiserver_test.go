@@ -1,16 +1,13 @@
 package kube
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http/httptest"
 	"net/netip"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,13 +17,11 @@ import (
 	"github.com/grafana/grafana-plugin-sdk-go/backend/log"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/livemap/servicemap/internal/testenv/kubeapi"
@@ -37,36 +32,11 @@ import (
 	"github.com/livemap/servicemap/pkg/store"
 )
 
-// pluginClusterRole reads the ClusterRole out of deploy/plugin-rbac.yaml.
+// pluginRBAC is the least-privilege manifest the tests bind.
+const pluginRBAC = "../../../deploy/plugin-rbac.yaml"
+
 func pluginClusterRole(t *testing.T) *rbacv1.ClusterRole {
-	t.Helper()
-	b, err := os.ReadFile("../../../deploy/plugin-rbac.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-	for {
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			t.Fatalf("plugin-rbac.yaml: %v", err)
-		}
-		var meta metav1.TypeMeta
-		if err := json.Unmarshal(raw, &meta); err != nil {
-			t.Fatal(err)
-		}
-		if meta.Kind == "ClusterRole" {
-			var cr rbacv1.ClusterRole
-			if err := json.Unmarshal(raw, &cr); err != nil {
-				t.Fatal(err)
-			}
-			return &cr
-		}
-	}
-	t.Fatal("plugin-rbac.yaml has no ClusterRole")
-	return nil
+	return kubeapi.ClusterRoleFromManifest(t, pluginRBAC)
 }
 
 func eventually(t *testing.T, what string, f func() error) {
@@ -86,66 +56,8 @@ type fixedSnapshot struct{ snap *api.Snapshot }
 
 func (f *fixedSnapshot) Last() *api.Snapshot { return f.snap }
 
-type cluster struct {
-	t     *testing.T
-	ctx   context.Context
-	admin kubernetes.Interface
-}
-
-func (c *cluster) must(err error) {
-	c.t.Helper()
-	if err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-func (c *cluster) pod(ns, name, ip string, lbl map[string]string, owner *metav1.OwnerReference) *corev1.Pod {
-	c.t.Helper()
-	p := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: lbl},
-		Spec:       corev1.PodSpec{NodeName: "node-a", Containers: []corev1.Container{{Name: "app", Image: "example.invalid/app:1"}}},
-	}
-	if owner != nil {
-		p.OwnerReferences = []metav1.OwnerReference{*owner}
-	}
-	p, err := c.admin.CoreV1().Pods(ns).Create(c.ctx, p, metav1.CreateOptions{})
-	c.must(err)
-	p.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}, HostIP: "192.0.2.10"}
-	p, err = c.admin.CoreV1().Pods(ns).UpdateStatus(c.ctx, p, metav1.UpdateOptions{})
-	c.must(err)
-	return p
-}
-
-func (c *cluster) slice(ns, svcName string, port int32, portName string, pods ...*corev1.Pod) {
-	c.t.Helper()
-	es := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: svcName, Labels: map[string]string{discoveryv1.LabelServiceName: svcName}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr(portName), Port: ptr(port), Protocol: ptr(corev1.ProtocolTCP)}},
-	}
-	for _, p := range pods {
-		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{p.Status.PodIP},
-			TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: p.Name, UID: p.UID}})
-	}
-	cur, err := c.admin.DiscoveryV1().EndpointSlices(ns).Get(c.ctx, svcName, metav1.GetOptions{})
-	if err == nil {
-		es.ResourceVersion = cur.ResourceVersion
-		_, err = c.admin.DiscoveryV1().EndpointSlices(ns).Update(c.ctx, es, metav1.UpdateOptions{})
-	} else {
-		_, err = c.admin.DiscoveryV1().EndpointSlices(ns).Create(c.ctx, es, metav1.CreateOptions{})
-	}
-	c.must(err)
-}
-
-func (c *cluster) service(ns, name string, sel map[string]string, port corev1.ServicePort, ann map[string]string) *corev1.Service {
-	c.t.Helper()
-	s, err := c.admin.CoreV1().Services(ns).Create(c.ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: ann},
-		Spec:       corev1.ServiceSpec{Selector: sel, Ports: []corev1.ServicePort{port}},
-	}, metav1.CreateOptions{})
-	c.must(err)
-	return s
-}
+// cluster writes objects with the admin client (kubeapi.Objects).
+type cluster = kubeapi.Objects
 
 func resolvesTo(src *Source, ip string, port uint16, want string) func() error {
 	return func() error {
@@ -167,16 +79,16 @@ func TestSourceAgainstRealAPIServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	admin := kubernetes.NewForConfigOrDie(kc.AdminConfig())
-	c := &cluster{t: t, ctx: ctx, admin: admin}
+	c := &cluster{T: t, Ctx: ctx, Client: admin}
 
 	// Without the binding, the restricted user can do nothing: Check and
 	// the informers' sync say what is refused.
 	preJSON, _ := json.Marshal(map[string]any{"kubernetes": map[string]any{
 		"enabled": true, "mode": "url", "apiServerUrl": kc.URL(), "namespaces": []string{"shop"}}})
 	preSettings, err := config.Parse(preJSON, map[string]string{"kubeToken": kc.RestrictedToken(), "kubeCACert": string(kc.CACertPEM())})
-	c.must(err)
+	c.Must(err)
 	pre, err := New(preSettings, store.New(store.Options{Retention: time.Hour}), log.DefaultLogger)
-	c.must(err)
+	c.Must(err)
 	if err := pre.Check(ctx); err == nil || !apierrors.IsForbidden(errors.Unwrap(err)) || !strings.Contains(err.Error(), "services") {
 		t.Errorf("Check without RBAC = %v, want forbidden listing services", err)
 	}
@@ -191,22 +103,22 @@ func TestSourceAgainstRealAPIServer(t *testing.T) {
 	// restricted user.
 	cr := pluginClusterRole(t)
 	_, err = admin.RbacV1().ClusterRoles().Create(ctx, cr, metav1.CreateOptions{})
-	c.must(err)
+	c.Must(err)
 	_, err = admin.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: "servicemap-plugin-test"},
 		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: cr.Name},
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: "rbac.authorization.k8s.io", Name: kubeapi.RestrictedUser}},
 	}, metav1.CreateOptions{})
-	c.must(err)
+	c.Must(err)
 
 	const ns = "shop"
 	_, err = admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-	c.must(err)
+	c.Must(err)
 	node, err := admin.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-a"}}, metav1.CreateOptions{})
-	c.must(err)
+	c.Must(err)
 	node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.0.2.10"}}
 	_, err = admin.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
-	c.must(err)
+	c.Must(err)
 
 	// checkout: Deployment → ReplicaSet → pod, Service with a named port.
 	lbl := map[string]string{"app": "checkout"}
@@ -216,23 +128,23 @@ func TestSourceAgainstRealAPIServer(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "checkout"},
 		Spec:       appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: lbl}, Template: tmpl},
 	}, metav1.CreateOptions{})
-	c.must(err)
+	c.Must(err)
 	rs, err := admin.AppsV1().ReplicaSets(ns).Create(ctx, &appsv1.ReplicaSet{
 		ObjectMeta: metav1.ObjectMeta{Name: "checkout-5d8f", OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: dep.Name, UID: dep.UID, Controller: ptr(true)}}},
 		Spec:       appsv1.ReplicaSetSpec{Selector: &metav1.LabelSelector{MatchLabels: lbl}, Template: tmpl},
 	}, metav1.CreateOptions{})
-	c.must(err)
+	c.Must(err)
 	rsRef := &metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs.Name, UID: rs.UID, Controller: ptr(true)}
-	checkoutSvc := c.service(ns, "checkout", lbl, corev1.ServicePort{Name: "grpc-api", Port: 80, TargetPort: intstr.FromString("api")},
+	checkoutSvc := c.Service(ns, "checkout", lbl, corev1.ServicePort{Name: "grpc-api", Port: 80, TargetPort: intstr.FromString("api")},
 		map[string]string{AnnotationCircuitBreaker: "consecutive5xx=5", AnnotationTeam: "payments"})
-	co1 := c.pod(ns, "checkout-5d8f-a", "10.244.2.7", lbl, rsRef)
-	c.slice(ns, "checkout", 8080, "grpc-api", co1)
+	co1 := c.Pod(ns, "checkout-5d8f-a", "10.244.2.7", lbl, rsRef)
+	c.Slice(ns, "checkout", 8080, "grpc-api", co1)
 	// The annotation names the node as traces name the service.
 	feLbl := map[string]string{"app": "frontend"}
-	c.service(ns, "frontend", feLbl, corev1.ServicePort{Name: "http", Port: 80, TargetPort: intstr.FromInt32(3000)},
+	c.Service(ns, "frontend", feLbl, corev1.ServicePort{Name: "http", Port: 80, TargetPort: intstr.FromInt32(3000)},
 		map[string]string{AnnotationServiceName: "web-frontend"})
-	fe := c.pod(ns, "frontend-1", "10.244.1.5", feLbl, nil)
-	c.slice(ns, "frontend", 3000, "http", fe)
+	fe := c.Pod(ns, "frontend-1", "10.244.1.5", feLbl, nil)
+	c.Slice(ns, "frontend", 3000, "http", fe)
 
 	// A real agent HTTP server on loopback, serving a snapshot built from
 	// the API types; a second agent address where nothing listens.
@@ -247,11 +159,11 @@ func TestSourceAgainstRealAPIServer(t *testing.T) {
 		}},
 	}}
 	srv, err := agent.NewServer(&fixedSnapshot{snap}, "agent-secret", 0)
-	c.must(err)
+	c.Must(err)
 	hs := httptest.NewServer(srv.Handler())
 	defer hs.Close()
 	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	c.must(err)
+	c.Must(err)
 	deadAddr := dead.Addr().String()
 	dead.Close()
 
@@ -261,9 +173,9 @@ func TestSourceAgainstRealAPIServer(t *testing.T) {
 	_, hsPort, _ := net.SplitHostPort(strings.TrimPrefix(hs.URL, "http://"))
 	const agentNS = "servicemap"
 	_, err = admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: agentNS}}, metav1.CreateOptions{})
-	c.must(err)
-	c.pod(agentNS, "servicemap-agent-x1", "127.0.0.1", map[string]string{LabelAppName: "servicemap-agent"}, nil)
-	c.pod(agentNS, "unrelated", "127.0.0.2", map[string]string{LabelAppName: "other"}, nil)
+	c.Must(err)
+	c.Pod(agentNS, "servicemap-agent-x1", "127.0.0.1", map[string]string{LabelAppName: "servicemap-agent"}, nil)
+	c.Pod(agentNS, "unrelated", "127.0.0.2", map[string]string{LabelAppName: "other"}, nil)
 	jsonData, _ := json.Marshal(map[string]any{
 		"refreshIntervalSeconds": 1,
 		"kubernetes": map[string]any{
@@ -276,18 +188,18 @@ func TestSourceAgainstRealAPIServer(t *testing.T) {
 	settings, err := config.Parse(jsonData, map[string]string{
 		"kubeToken": kc.RestrictedToken(), "kubeCACert": string(kc.CACertPEM()), "agentToken": "agent-secret",
 	})
-	c.must(err)
+	c.Must(err)
 	st := store.New(store.Options{Retention: time.Hour})
 	src, err := New(settings, st, log.DefaultLogger)
-	c.must(err)
+	c.Must(err)
 	defer src.Close()
 
 	begin := time.Now()
 	syncCtx, syncCancel := context.WithTimeout(ctx, 60*time.Second)
-	c.must(src.WaitForSync(syncCtx))
+	c.Must(src.WaitForSync(syncCtx))
 	syncCancel()
 	t.Logf("informers synced with the restricted token in %v", time.Since(begin).Round(time.Millisecond))
-	c.must(src.Check(ctx))
+	c.Must(src.Check(ctx))
 
 	// The same token may not read secrets.
 	restricted := kubernetes.NewForConfigOrDie(kc.ConfigForToken(kc.RestrictedToken()))
@@ -374,10 +286,10 @@ func TestSourceAgainstRealAPIServer(t *testing.T) {
 	runSettings, err := config.Parse(runJSON, map[string]string{
 		"kubeToken": kc.RestrictedToken(), "kubeCACert": string(kc.CACertPEM()), "agentToken": "agent-secret",
 	})
-	c.must(err)
+	c.Must(err)
 	runStore := store.New(store.Options{Retention: time.Hour})
 	runSrc, err := New(runSettings, runStore, log.DefaultLogger)
-	c.must(err)
+	c.Must(err)
 	runCtx, runCancel := context.WithCancel(ctx)
 	runDone := make(chan struct{})
 	go func() { runSrc.Run(runCtx); close(runDone) }()
@@ -411,10 +323,10 @@ func TestSourceAgainstRealAPIServer(t *testing.T) {
 			}}},
 		},
 	}, metav1.CreateOptions{})
-	c.must(err)
+	c.Must(err)
 	eventually(t, "declared edges", func() error {
 		want := []model.EdgeKey{{Source: "web-frontend", Target: "checkout"}}
-		if got := src.DeclaredEdges(); !slices.Equal(got, want) {
+		if got := Keys(src.DeclaredEdges()); !slices.Equal(got, want) {
 			return fmt.Errorf("declared = %v, want %v", got, want)
 		}
 		return nil
@@ -423,25 +335,25 @@ func TestSourceAgainstRealAPIServer(t *testing.T) {
 	// (c) churn: checkout's pod is replaced by one with a new IP, and the
 	// old IP is reused by a pod of another service while the old pod is
 	// still terminating (no kubelet finishes its graceful deletion).
-	c.must(admin.CoreV1().Pods(ns).Delete(ctx, co1.Name, metav1.DeleteOptions{}))
-	co2 := c.pod(ns, "checkout-5d8f-b", "10.244.2.8", lbl, rsRef)
-	c.slice(ns, "checkout", 8080, "grpc-api", co2)
+	c.Must(admin.CoreV1().Pods(ns).Delete(ctx, co1.Name, metav1.DeleteOptions{}))
+	co2 := c.Pod(ns, "checkout-5d8f-b", "10.244.2.8", lbl, rsRef)
+	c.Slice(ns, "checkout", 8080, "grpc-api", co2)
 	invLbl := map[string]string{"app": "inventory"}
-	c.service(ns, "inventory", invLbl, corev1.ServicePort{Name: "http", Port: 80, TargetPort: intstr.FromInt32(9000)}, nil)
-	inv := c.pod(ns, "inventory-1", "10.244.2.7", invLbl, nil)
-	c.slice(ns, "inventory", 9000, "http", inv)
+	c.Service(ns, "inventory", invLbl, corev1.ServicePort{Name: "http", Port: 80, TargetPort: intstr.FromInt32(9000)}, nil)
+	inv := c.Pod(ns, "inventory-1", "10.244.2.7", invLbl, nil)
+	c.Slice(ns, "inventory", 9000, "http", inv)
 	eventually(t, "new checkout pod", resolvesTo(src, "10.244.2.8", 8080, "checkout"))
 	eventually(t, "reused IP", resolvesTo(src, "10.244.2.7", 9000, "inventory"))
 
 	// (d) the API server restarts: watches break, informers re-list and see
 	// objects created afterwards.
 	kc.Restart(t)
-	late := c.service(ns, "late", map[string]string{"app": "late"}, corev1.ServicePort{Name: "http", Port: 80}, nil)
+	late := c.Service(ns, "late", map[string]string{"app": "late"}, corev1.ServicePort{Name: "http", Port: 80}, nil)
 	begin = time.Now()
 	eventually(t, "service created after restart", resolvesTo(src, late.Spec.ClusterIP, 80, "late"))
 	t.Logf("service created after the restart seen in %v", time.Since(begin).Round(time.Millisecond))
 	// No kubelet confirms a graceful deletion: delete at once.
-	c.must(admin.CoreV1().Pods(ns).Delete(ctx, co2.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(0))}))
+	c.Must(admin.CoreV1().Pods(ns).Delete(ctx, co2.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(0))}))
 	eventually(t, "pod deleted after restart", func() error {
 		if p := src.Index().PodByIP(netip.MustParseAddr("10.244.2.8")); p != nil {
 			return fmt.Errorf("10.244.2.8 still held by %s", p.Name)

@@ -55,9 +55,17 @@ type edgeAt struct {
 // connections seen on the edge in that poll.
 func AddSnapshots(b *store.Batch, x *Index, snaps []*api.Snapshot) ConvertStats {
 	var st ConvertStats
-	seen := map[connKey]bool{}
-	counts := map[edgeAt]uint64{}
-	infos := map[model.EdgeKey]model.EdgeInfo{}
+	rows := 0
+	for _, s := range snaps {
+		for i := range s.Namespaces {
+			rows += len(s.Namespaces[i].Connections)
+		}
+	}
+	// Sized once: growing these maps row by row was most of a large
+	// refresh's allocations (BenchmarkRefresh, docs/BENCHMARKS.md).
+	seen := make(map[connKey]bool, rows)
+	counts := make(map[edgeAt]uint64, rows/2)
+	infos := make(map[model.EdgeKey]model.EdgeInfo, rows/2)
 	nodes := map[string]model.NodeInfo{}
 	add := func(e model.EdgeKey, at time.Time, n uint64, info model.EdgeInfo) {
 		counts[edgeAt{e, at}] += n
@@ -117,7 +125,7 @@ func AddSnapshots(b *store.Batch, x *Index, snaps []*api.Snapshot) ConvertStats 
 			st.Counted++
 			st.ResolvedRemote++
 			remember(t)
-			add(model.EdgeKey{Source: l.id, Target: t.ID}, l.at, 1, EdgeInfoFor(t))
+			add(model.EdgeKey{Source: l.id, Target: t.ID}, l.at, 1, x.EdgeInfoFor(t))
 		}
 		for _, f := range l.ns.Closed {
 			if f.Direction != api.Outbound || f.ClosedSinceLastPoll <= 0 {
@@ -134,7 +142,7 @@ func AddSnapshots(b *store.Batch, x *Index, snaps []*api.Snapshot) ConvertStats 
 			}
 			remember(t)
 			st.ClosedBirths += f.ClosedSinceLastPoll
-			add(model.EdgeKey{Source: l.id, Target: t.ID}, l.at, uint64(f.ClosedSinceLastPoll), EdgeInfoFor(t))
+			add(model.EdgeKey{Source: l.id, Target: t.ID}, l.at, uint64(f.ClosedSinceLastPoll), x.EdgeInfoFor(t))
 		}
 	}
 	// Pass 2: inbound rows complete what no client-side agent reported.
@@ -148,7 +156,7 @@ func AddSnapshots(b *store.Batch, x *Index, snaps []*api.Snapshot) ConvertStats 
 					break
 				}
 			}
-			return EdgeInfoFor(t)
+			return x.EdgeInfoFor(t)
 		}
 		for _, c := range l.ns.Connections {
 			if c.Direction != api.Inbound {

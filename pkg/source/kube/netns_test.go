@@ -1,14 +1,8 @@
 package kube
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/exec"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,21 +18,6 @@ import (
 	"github.com/livemap/servicemap/pkg/store"
 )
 
-func sh(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-		t.Fatalf("%v: %v\n%s", args, err, out)
-	}
-}
-
-// inNetNS runs fn inside the named namespace; sockets made by fn stay there.
-func inNetNS(t *testing.T, name string, fn func() error) {
-	t.Helper()
-	if err := testnetns.Do(name, fn); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestRealAgentThroughClusterIP runs the real node agent over two real
 // network namespaces ("pods" joined by a veth pair). The client namespace
 // DNATs a ClusterIP to the server pod with iptables, as kube-proxy does, so
@@ -47,61 +26,13 @@ func inNetNS(t *testing.T, name string, fn func() error) {
 // edge; three short connections closed by the client count as closed
 // births.
 func TestRealAgentThroughClusterIP(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
-	}
-	for _, bin := range []string{"ip", "iptables"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("needs %s", bin)
-		}
-	}
-	var rb [5]byte
-	rand.Read(rb[:])
-	base := fmt.Sprintf("smk%d-%s", os.Getpid(), hex.EncodeToString(rb[:4]))
-	subnet := int(rb[4])%200 + 10
-	cliNS, srvNS := base+"-a", base+"-b"
-	cliIP, srvIP := fmt.Sprintf("10.245.%d.2", subnet), fmt.Sprintf("10.245.%d.3", subnet)
+	testnetns.RequireRoot(t)
+	cli, srv := testnetns.PodPair(t, "10.245")
+	cliIP, srvIP := cli.IP, srv.IP
 	const clusterIP = "10.96.55.10"
-	for _, n := range []string{cliNS, srvNS} {
-		sh(t, "ip", "netns", "add", n)
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", n).Run() })
-	}
-	sh(t, "ip", "-n", cliNS, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", srvNS)
-	for n, ip := range map[string]string{cliNS: cliIP, srvNS: srvIP} {
-		sh(t, "ip", "-n", n, "link", "set", "lo", "up")
-		sh(t, "ip", "-n", n, "link", "set", "eth0", "up")
-		sh(t, "ip", "-n", n, "addr", "add", ip+"/24", "dev", "eth0")
-		sh(t, "ip", "-n", n, "route", "add", "default", "dev", "eth0")
-	}
-	sh(t, "ip", "netns", "exec", cliNS, "iptables", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", clusterIP, "--dport", "80",
-		"-j", "DNAT", "--to-destination", srvIP+":8080")
-	// A process in each namespace, so the agent finds it walking /proc.
-	for _, n := range []string{cliNS, srvNS} {
-		var want syscall.Stat_t
-		if err := syscall.Stat("/run/netns/"+n, &want); err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command("ip", "netns", "exec", n, "sleep", "600")
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			var st syscall.Stat_t
-			if syscall.Stat(fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid), &st) == nil && st.Ino == want.Ino {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("sleep did not enter %s", n)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
+	cli.DNAT(t, clusterIP, 80, srvIP+":8080")
 
-	var ln net.Listener
-	inNetNS(t, srvNS, func() (err error) { ln, err = net.Listen("tcp", ":8080"); return err })
-	t.Cleanup(func() { ln.Close() })
+	ln := srv.Listen(t, ":8080")
 	closed := make(chan struct{}, 16)
 	go func() {
 		for {
@@ -112,14 +43,7 @@ func TestRealAgentThroughClusterIP(t *testing.T) {
 			go func() { io.Copy(io.Discard, c); c.Close(); closed <- struct{}{} }()
 		}
 	}()
-	dial := func() net.Conn {
-		var c net.Conn
-		inNetNS(t, cliNS, func() (err error) {
-			c, err = net.DialTimeout("tcp", clusterIP+":80", 5*time.Second)
-			return err
-		})
-		return c
-	}
+	dial := func() net.Conn { return cli.Dial(t, clusterIP+":80") }
 	long := dial()
 	t.Cleanup(func() { long.Close() })
 

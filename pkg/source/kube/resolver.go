@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/livemap/servicemap/pkg/config"
 	"github.com/livemap/servicemap/pkg/model"
@@ -43,6 +44,9 @@ type Objects struct {
 	Deployments    []*appsv1.Deployment
 	StatefulSets   []*appsv1.StatefulSet
 	DaemonSets     []*appsv1.DaemonSet
+	// Istio objects (dynamic client), when the CRDs are served.
+	DestinationRules []*unstructured.Unstructured
+	VirtualServices  []*unstructured.Unstructured
 }
 
 // Target is what an address resolved to.
@@ -56,11 +60,6 @@ type Target struct {
 	// for a ClusterIP:port, the port itself otherwise.
 	ServerPort uint16
 	Pod        *corev1.Pod // the pod for a pod IP
-}
-
-type cidrRule struct {
-	name   string
-	prefix netip.Prefix
 }
 
 // Index resolves IP addresses against one view of the cluster. It is
@@ -81,7 +80,9 @@ type Index struct {
 	ds         map[string]*appsv1.DaemonSet
 	nsLabels   map[string]map[string]string
 	services   []*corev1.Service
-	cidrs      []cidrRule
+	svcID      map[string]string // ns/name -> node id (ServiceIDs)
+	cidrs      cidrRules
+	policies   trafficPolicies // Istio circuit breakers and retries by Service ns/name
 }
 
 // BuildIndex indexes the objects. CIDR rules that do not parse are skipped
@@ -96,18 +97,7 @@ func BuildIndex(o Objects, cidrs []config.ExternalCIDR) *Index {
 		deploys: map[string]*appsv1.Deployment{}, sts: map[string]*appsv1.StatefulSet{},
 		ds: map[string]*appsv1.DaemonSet{}, nsLabels: map[string]map[string]string{},
 	}
-	for _, c := range cidrs {
-		if p, err := netip.ParsePrefix(c.CIDR); err == nil {
-			x.cidrs = append(x.cidrs, cidrRule{c.Name, p.Masked()})
-		}
-	}
-	// Most specific first; ties by name for determinism.
-	slices.SortStableFunc(x.cidrs, func(a, b cidrRule) int {
-		if d := b.prefix.Bits() - a.prefix.Bits(); d != 0 {
-			return d
-		}
-		return strings.Compare(a.name, b.name)
-	})
+	x.cidrs = newCIDRRules(cidrs)
 	for _, n := range o.Namespaces {
 		x.nsLabels[n.Name] = n.Labels
 	}
@@ -126,6 +116,7 @@ func BuildIndex(o Objects, cidrs []config.ExternalCIDR) *Index {
 	slices.SortFunc(x.services, func(a, b *corev1.Service) int {
 		return strings.Compare(key(a.Namespace, a.Name), key(b.Namespace, b.Name))
 	})
+	x.svcID = ServiceIDs(x.services)
 	for _, s := range x.services {
 		svcByKey[key(s.Namespace, s.Name)] = s
 		for _, ipStr := range append([]string{s.Spec.ClusterIP}, s.Spec.ClusterIPs...) {
@@ -205,6 +196,7 @@ func BuildIndex(o Objects, cidrs []config.ExternalCIDR) *Index {
 	for _, d := range o.DaemonSets {
 		x.ds[key(d.Namespace, d.Name)] = d
 	}
+	x.policies = buildTrafficPolicies(o.DestinationRules, o.VirtualServices, func(k string) bool { return svcByKey[k] != nil })
 	return x
 }
 
@@ -232,17 +224,13 @@ func controllerOf(refs []metav1.OwnerReference) *metav1.OwnerReference {
 	return nil
 }
 
-// ServiceNodeID is the map id of a Service: the annotation
-// servicemap.livemap.io/service-name, else the label app.kubernetes.io/name,
-// else the Service's name (the same id a trace's service.name gives).
-func ServiceNodeID(s *corev1.Service) string {
-	if v := s.Annotations[AnnotationServiceName]; v != "" {
-		return v
+// ServiceNodeID is the map id of a Service (ServiceIDs: the name traces
+// use, qualified by namespace only when ambiguous).
+func (x *Index) ServiceNodeID(s *corev1.Service) string {
+	if id, ok := x.svcID[key(s.Namespace, s.Name)]; ok {
+		return id
 	}
-	if v := s.Labels[LabelAppName]; v != "" {
-		return v
-	}
-	return s.Name
+	return baseServiceID(s)
 }
 
 // PodNodeID is the map id of a pod: its own servicemap.livemap.io/service-name
@@ -255,7 +243,7 @@ func (x *Index) PodNodeID(p *corev1.Pod) string {
 		return v
 	}
 	if svcs := x.ServicesOfPod(p); len(svcs) > 0 {
-		return ServiceNodeID(svcs[0])
+		return x.ServiceNodeID(svcs[0])
 	}
 	if v := p.Labels[LabelAppName]; v != "" {
 		return v
@@ -343,7 +331,7 @@ func (x *Index) Resolve(ip netip.Addr, port uint16) (Target, bool) {
 		return Target{}, false
 	}
 	if s := x.clusterIP[ip]; s != nil {
-		t := Target{ID: ServiceNodeID(s), Kind: model.KindService, Namespace: s.Namespace, Service: s, ServerPort: port}
+		t := Target{ID: x.ServiceNodeID(s), Kind: model.KindService, Namespace: s.Namespace, Service: s, ServerPort: port}
 		if sp := servicePort(s, port); sp != nil {
 			t.Port = sp
 			t.ServerPort = x.targetPort(s, sp)
@@ -371,12 +359,10 @@ func (x *Index) Resolve(ip netip.Addr, port uint16) (Target, bool) {
 	// An endpoint address without a pod object (e.g. a selectorless
 	// Service's manual EndpointSlice) resolves to its Service.
 	if svcs := x.ipSvcs[ip]; len(svcs) > 0 {
-		return Target{ID: ServiceNodeID(svcs[0]), Kind: model.KindService, Namespace: svcs[0].Namespace, Service: svcs[0], ServerPort: port}, true
+		return Target{ID: x.ServiceNodeID(svcs[0]), Kind: model.KindService, Namespace: svcs[0].Namespace, Service: svcs[0], ServerPort: port}, true
 	}
-	for _, c := range x.cidrs {
-		if c.prefix.Contains(ip) {
-			return Target{ID: c.name, Kind: model.KindExternal, ServerPort: port}, true
-		}
+	if name, ok := x.cidrs.name(ip); ok {
+		return Target{ID: name, Kind: model.KindExternal, ServerPort: port}, true
 	}
 	return Target{ID: ip.String(), Kind: model.KindExternal, ServerPort: port}, true
 }
@@ -474,7 +460,7 @@ func protocolName(s string) string {
 // ServiceNode describes a Service as a map node: kind, namespace, team, tier
 // and the last deploy of the workloads behind it.
 func (x *Index) ServiceNode(s *corev1.Service) model.NodeInfo {
-	n := model.NodeInfo{ID: ServiceNodeID(s), Kind: model.KindService, Namespace: s.Namespace}
+	n := model.NodeInfo{ID: x.ServiceNodeID(s), Kind: model.KindService, Namespace: s.Namespace}
 	n.Team = pick(s.Annotations[AnnotationTeam], s.Labels[AnnotationTeam], s.Annotations[AnnotationBackstageOwner], s.Labels[LabelTeam])
 	n.Tier = pick(s.Annotations[AnnotationTier], s.Labels[AnnotationTier], s.Labels[LabelTier])
 	for _, p := range x.svcPods[key(s.Namespace, s.Name)] {
@@ -497,12 +483,15 @@ func (x *Index) ServiceNode(s *corev1.Service) model.NodeInfo {
 // Services returns every indexed Service, sorted by namespace/name.
 func (x *Index) Services() []*corev1.Service { return x.services }
 
-// EdgeInfoFor is what the callee Service says about calls to it.
-func EdgeInfoFor(t Target) model.EdgeInfo {
+// EdgeInfoFor is what the callee Service says about calls to it. The circuit
+// breaker and retry policy come from the Istio DestinationRule and
+// VirtualService naming the Service, else from its annotations.
+func (x *Index) EdgeInfoFor(t Target) model.EdgeInfo {
 	info := model.EdgeInfo{Protocol: Protocol(t.Port)}
 	if t.Service != nil {
-		info.CircuitBreaker = t.Service.Annotations[AnnotationCircuitBreaker]
-		info.RetryPolicy = t.Service.Annotations[AnnotationRetryPolicy]
+		k := key(t.Service.Namespace, t.Service.Name)
+		info.CircuitBreaker = pick(x.policies.breaker[k], t.Service.Annotations[AnnotationCircuitBreaker])
+		info.RetryPolicy = pick(x.policies.retry[k], t.Service.Annotations[AnnotationRetryPolicy])
 		info.OwnerTeam = pick(t.Service.Annotations[AnnotationTeam], t.Service.Labels[AnnotationTeam], t.Service.Annotations[AnnotationBackstageOwner], t.Service.Labels[LabelTeam])
 		info.Tier = pick(t.Service.Annotations[AnnotationTier], t.Service.Labels[AnnotationTier], t.Service.Labels[LabelTier])
 	}

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"net/netip"
+	"reflect"
 	"testing"
 	"time"
 
@@ -129,7 +130,7 @@ func TestResolve(t *testing.T) {
 		t.Errorf("service node = %+v", n)
 	}
 	tgt, _ := x.Resolve(netip.MustParseAddr("10.96.0.20"), 80)
-	if info := EdgeInfoFor(tgt); info.CircuitBreaker != "consecutive5xx=5" || info.RetryPolicy != "attempts=3" || info.Protocol != "gRPC" || info.OwnerTeam != "payments-team" {
+	if info := x.EdgeInfoFor(tgt); info.CircuitBreaker != "consecutive5xx=5" || info.RetryPolicy != "attempts=3" || info.Protocol != "gRPC" || info.OwnerTeam != "payments-team" {
 		t.Errorf("edge info = %+v", info)
 	}
 }
@@ -266,9 +267,14 @@ func TestDeclaredEdges(t *testing.T) {
 			}}}},
 		}},
 	}
-	got := DeclaredEdges(pols, []*corev1.Service{checkout, frontend, db, noSel}, nss)
-	want := []model.EdgeKey{{Source: "checkout", Target: "orders-db"}, {Source: "frontend", Target: "checkout"}}
-	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+	got := DeclaredEdges(pols, []*corev1.Service{checkout, frontend, db, noSel}, nss, nil)
+	// The unnamed ipBlock is a node named by its CIDR text.
+	want := []PolicyEdge{
+		{model.EdgeKey{Source: "10.0.0.0/8", Target: "checkout"}, []string{"shop/checkout-in"}},
+		{model.EdgeKey{Source: "checkout", Target: "orders-db"}, []string{"shop/checkout-in"}},
+		{model.EdgeKey{Source: "frontend", Target: "checkout"}, []string{"shop/checkout-in"}},
+	}
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("DeclaredEdges = %v, want %v", got, want)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -54,6 +55,7 @@ type Source struct {
 	factories []informers.SharedInformerFactory // per namespace (or one cluster-wide)
 	cluster   informers.SharedInformerFactory   // nodes and namespaces
 	agents    informers.SharedInformerFactory   // agent pods (nil without agentNamespace)
+	istio     *istioWatch                       // DestinationRules/VirtualServices once served
 	synced    []cache.InformerSynced
 	names     []string // what each synced entry watches, for error messages
 
@@ -113,6 +115,11 @@ func NewWithConfig(cfg *rest.Config, s *config.Settings, st *store.Store, logger
 		http:    &http.Client{Timeout: agentTimeout(s)},
 		lastSeq: map[string]uint64{}, stop: make(chan struct{}), maxBytes: MaxSnapshotBytes,
 	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes dynamic client: %w", err)
+	}
+	src.istio = &istioWatch{disco: client.Discovery(), dyn: dyn, namespaces: watchedNamespaces(s), every: DefaultIstioDiscoveryInterval}
 	src.setupInformers(sel)
 	return src, nil
 }
@@ -128,11 +135,16 @@ func agentTimeout(s *config.Settings) time.Duration {
 	return d
 }
 
-func (s *Source) setupInformers(agentSelector string) {
-	namespaces := s.settings.Kube.Namespaces
-	if len(namespaces) == 0 {
-		namespaces = []string{metav1.NamespaceAll}
+// watchedNamespaces is the configured list, or NamespaceAll.
+func watchedNamespaces(s *config.Settings) []string {
+	if len(s.Kube.Namespaces) == 0 {
+		return []string{metav1.NamespaceAll}
 	}
+	return s.Kube.Namespaces
+}
+
+func (s *Source) setupInformers(agentSelector string) {
+	namespaces := watchedNamespaces(s.settings)
 	add := func(name string, inf cache.SharedIndexInformer) {
 		s.names = append(s.names, name)
 		s.synced = append(s.synced, inf.HasSynced)
@@ -185,6 +197,7 @@ func (s *Source) Start() {
 	if s.agents != nil {
 		s.agents.Start(s.stop)
 	}
+	go s.istio.run(s.stop)
 }
 
 // WaitForSync starts the informers and waits until every cache has synced.
@@ -252,11 +265,12 @@ func (s *Source) Index() *Index {
 	}
 	o.Nodes, _ = s.cluster.Core().V1().Nodes().Lister().List(labels.Everything())
 	o.Namespaces, _ = s.cluster.Core().V1().Namespaces().Lister().List(labels.Everything())
+	o.DestinationRules, o.VirtualServices = s.istio.objects()
 	return BuildIndex(o, s.settings.Kube.ExternalCIDRs)
 }
 
 // DeclaredEdges reads the watched NetworkPolicies as allowed edges.
-func (s *Source) DeclaredEdges() []model.EdgeKey {
+func (s *Source) DeclaredEdges() []PolicyEdge {
 	var pols []*networkingv1.NetworkPolicy
 	var svcs []*corev1.Service
 	for _, f := range s.factories {
@@ -266,7 +280,7 @@ func (s *Source) DeclaredEdges() []model.EdgeKey {
 		svcs = append(svcs, sv...)
 	}
 	nss, _ := s.cluster.Core().V1().Namespaces().Lister().List(labels.Everything())
-	return DeclaredEdges(pols, svcs, nss)
+	return DeclaredEdges(pols, svcs, nss, s.settings.Kube.ExternalCIDRs)
 }
 
 // Agents lists the agent addresses (host:port): the configured static ones
@@ -411,7 +425,7 @@ func (s *Source) Check(ctx context.Context) error {
 	if _, err := c.CoreV1().Namespaces().List(ctx, one); err != nil {
 		return fmt.Errorf("kubernetes: listing namespaces: %w", err)
 	}
-	return nil
+	return s.istio.check(ctx)
 }
 
 // Close stops the informers.
@@ -430,4 +444,5 @@ func (s *Source) Close() {
 	if s.agents != nil {
 		s.agents.Shutdown()
 	}
+	s.istio.shutdown()
 }
