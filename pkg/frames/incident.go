@@ -107,7 +107,13 @@ func Impact(g *model.Graph, in ImpactInput, links Links, refID string, warnings 
 
 func impactSummary(in ImpactInput, refID string, warnings []string) *data.Frame {
 	blast := in.Blast.Summary
-	if !in.Blast.Known {
+	// The numbers are null, not 0, when there is nothing to count users with.
+	var users, total *int64
+	var share *float64
+	if in.Blast.Known {
+		u, t, s := int64(in.Blast.Users), int64(in.Blast.Total), in.Blast.Share
+		users, total, share = &u, &t, &s
+	} else {
 		blast = in.Blast.Reason
 	}
 	return Table("summary", refID, warnings,
@@ -119,6 +125,10 @@ func impactSummary(in ImpactInput, refID string, warnings []string) *data.Frame 
 		Column{Name: "cause", Display: "Cause", Values: []string{string(in.RootCause.Cause)}},
 		Column{Name: "culprit", Display: "Likely origin", Values: []string{in.RootCause.Culprit}},
 		Column{Name: "blast_radius", Display: "Blast radius", Values: []string{blast}},
+		Column{Name: "blast_users", Display: "Users reached", Values: []*int64{users}},
+		Column{Name: "blast_total_users", Display: "Users at all entry points", Values: []*int64{total}},
+		Column{Name: "blast_share", Display: "Share of users", Unit: "percentunit", Values: []*float64{share}},
+		Column{Name: "blast_entry_points", Display: "Entry points", Values: []string{strings.Join(in.Blast.Entries, ", ")}},
 	)
 }
 

@@ -145,6 +145,7 @@ func edgesFrame(g *model.Graph, links Links, warnings []string) *data.Frame {
 		ids, srcs, dsts, colors, dashes = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		protocols, sources, health      = make([]string, n), make([]string, n), make([]string, n)
 		rps, thickness                  = make([]float64, n), make([]float64, n)
+		calls, errs                     = make([]int64, n), make([]int64, n)
 		errRates, p99s, avgs            = make([]*float64, n), make([]*float64, n), make([]*float64, n)
 		conns                           = make([]float64, n)
 		lastSeen                        = make([]time.Time, n)
@@ -156,6 +157,7 @@ func edgesFrame(g *model.Graph, links Links, warnings []string) *data.Frame {
 		ids[i], srcs[i], dsts[i] = e.Key.ID(), e.Key.Source, e.Key.Target
 		colors[i], health[i] = e.Health.Color(), e.Health.String()
 		rps[i] = e.Stats.Rate(secs)
+		calls[i], errs[i] = int64(e.Stats.Calls), int64(e.Stats.Errors)
 		thickness[i] = math.Min(8, 1+2*math.Log10(1+rps[i]))
 		errRates[i] = optional(e.Stats.ErrorRate())
 		p99s[i] = optional(e.Stats.P99Ms())
@@ -186,6 +188,8 @@ func edgesFrame(g *model.Graph, links Links, warnings []string) *data.Frame {
 		data.NewField("thickness", nil, thickness),
 		data.NewField("strokeDasharray", nil, dashes),
 		withConfig(data.NewField("detail__requests_per_second", nil, slices.Clone(rps)), "Requests/s", "reqps"),
+		withConfig(data.NewField("detail__calls", nil, calls), "Calls in range", "short"),
+		withConfig(data.NewField("detail__errors", nil, errs), "Failed calls in range", "short"),
 		withConfig(data.NewField("detail__error_rate", nil, slices.Clone(errRates)), "Error rate", "percentunit"),
 		withConfig(data.NewField("detail__p99_latency_ms", nil, p99s), "p99 latency", "ms"),
 		withConfig(data.NewField("detail__avg_latency_ms", nil, avgs), "Average latency", "ms"),
