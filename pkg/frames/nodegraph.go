@@ -47,6 +47,7 @@ func nodesFrame(g *model.Graph, links Links, warnings []string) *data.Frame {
 		tiers, deploys, sources        = make([]string, n), make([]string, n), make([]string, n)
 		health                         = make([]string, n)
 		rps                            = make([]float64, n)
+		calls, errs                    = make([]int64, n), make([]int64, n)
 		p99s, errRates, avgs           = make([]*float64, n), make([]*float64, n), make([]*float64, n)
 		arcOK, arcErr                  = make([]float64, n), make([]float64, n)
 	)
@@ -78,6 +79,7 @@ func nodesFrame(g *model.Graph, links Links, warnings []string) *data.Frame {
 		}
 		sources[i] = node.Sources.String()
 		rps[i] = node.Served.Rate(secs)
+		calls[i], errs[i] = int64(node.Served.Calls), int64(node.Served.Errors)
 		p99s[i] = optional(node.Served.P99Ms())
 		avgs[i] = optional(node.Served.AvgLatencyMs())
 		er := node.Served.ErrorRate()
@@ -108,6 +110,8 @@ func nodesFrame(g *model.Graph, links Links, warnings []string) *data.Frame {
 		withConfig(data.NewField("detail__last_deploy", nil, deploys), "Last deploy", ""),
 		withConfig(data.NewField("detail__sources", nil, sources), "Sources", ""),
 		withConfig(data.NewField("detail__requests_per_second", nil, slices.Clone(rps)), "Requests/s served", "reqps"),
+		withConfig(data.NewField("detail__calls", nil, calls), "Calls served in range", "short"),
+		withConfig(data.NewField("detail__errors", nil, errs), "Failed calls served in range", "short"),
 		withConfig(data.NewField("detail__error_rate", nil, errRates), "Error rate", "percentunit"),
 		withConfig(data.NewField("detail__p99_latency_ms", nil, slices.Clone(p99s)), "p99 latency", "ms"),
 		withConfig(data.NewField("detail__avg_latency_ms", nil, avgs), "Average latency", "ms"),
