@@ -7,13 +7,16 @@ package agent
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -57,6 +60,10 @@ type Config struct {
 	PollInterval time.Duration
 	// MaxPIDsPerNamespace bounds Namespace.PIDs (default 5).
 	MaxPIDsPerNamespace int
+	// BirthsRetention is how long the closed births of each poll are held
+	// for clients that fetch less often than the agent polls (default 10m;
+	// rounded up to whole polls).
+	BirthsRetention time.Duration
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -72,8 +79,12 @@ type Agent struct {
 	seq      uint64
 	buf      []byte
 
-	mu   sync.RWMutex
-	last *api.Snapshot
+	epoch string
+
+	mu     sync.RWMutex
+	last   *api.Snapshot
+	births []api.PollBirths // one entry per poll, oldest first, at most keepPolls
+	keep   int
 }
 
 // tuple is a connection's 4-tuple as a flat comparable key (hashes faster
@@ -115,7 +126,42 @@ func New(cfg Config) *Agent {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Agent{cfg: cfg, prev: map[uint64]*nsPrev{}}
+	if cfg.BirthsRetention <= 0 {
+		cfg.BirthsRetention = 10 * time.Minute
+	}
+	keep := int((cfg.BirthsRetention + cfg.PollInterval - 1) / cfg.PollInterval)
+	return &Agent{cfg: cfg, prev: map[uint64]*nsPrev{}, epoch: newEpoch(), keep: max(keep, 1)}
+}
+
+// newEpoch is random, so two runs of the agent never share one (a restart
+// resets Seq).
+func newEpoch() string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return strconv.FormatInt(time.Now().UnixNano(), 36)
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// Epoch identifies this agent run (see api.Snapshot.Epoch).
+func (a *Agent) Epoch() string { return a.epoch }
+
+// Births returns the held per-poll births with after < Seq <= through that
+// had at least one birth, oldest first, and the oldest poll still held (0
+// before the first poll). The caller must not modify them.
+func (a *Agent) Births(after, through uint64) ([]api.PollBirths, uint64) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if len(a.births) == 0 {
+		return nil, 0
+	}
+	var out []api.PollBirths
+	for _, p := range a.births {
+		if p.Seq > after && p.Seq <= through && len(p.Namespaces) > 0 {
+			out = append(out, p)
+		}
+	}
+	return out, a.births[0].Seq
 }
 
 // Config returns the effective configuration.
@@ -187,7 +233,8 @@ func (a *Agent) Poll() *api.Snapshot {
 	slices.Sort(inodes)
 
 	snap := &api.Snapshot{
-		SchemaVersion: 1,
+		SchemaVersion: api.SchemaVersion,
+		Epoch:         a.epoch,
 		Node:          a.cfg.Node,
 		TakenAt:       start.UTC(),
 		PollSeconds:   a.cfg.PollInterval.Seconds(),
@@ -241,8 +288,21 @@ func (a *Agent) Poll() *api.Snapshot {
 		Methods:          methods,
 		Errors:           total,
 	}
+	births := api.PollBirths{Seq: snap.Seq, TakenAt: snap.TakenAt, SincePreviousSeconds: snap.SincePreviousSeconds}
+	for _, ns := range snap.Namespaces {
+		if len(ns.Closed) > 0 {
+			births.Namespaces = append(births.Namespaces, api.NamespaceBirths{
+				Inode: ns.Inode, PodUID: ns.PodUID, HostNetwork: ns.HostNetwork, IPs: ns.IPs, Closed: ns.Closed,
+			})
+		}
+	}
 	a.mu.Lock()
 	a.last = snap
+	if len(a.births) == a.keep {
+		a.births[0] = api.PollBirths{} // let the dropped poll's slices go
+		a.births = a.births[1:]
+	}
+	a.births = append(a.births, births)
 	a.mu.Unlock()
 	return snap
 }

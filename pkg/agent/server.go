@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +25,9 @@ const DefaultMaxResponseBytes = 16 << 20
 // SnapshotSource is what the server serves; *Agent implements it.
 type SnapshotSource interface {
 	Last() *api.Snapshot
+	// Births returns the held per-poll births in (after, through] that
+	// have any, oldest first, and the oldest poll held.
+	Births(after, through uint64) ([]api.PollBirths, uint64)
 }
 
 // Server serves GET /v1/snapshot (bearer token) and GET /healthz.
@@ -37,8 +41,8 @@ type Server struct {
 
 	mu      sync.Mutex
 	cached  *api.Snapshot // snapshot the encodings below belong to
-	encoded []byte
-	gzipped []byte // encoded, gzip-compressed (made on first request that accepts gzip)
+	encoded []byte        // the bounded JSON without its closing "}\n"
+	gzipped []byte        // encoded as one gzip member (made on the first request that accepts gzip)
 	encErr  error
 }
 
@@ -85,19 +89,86 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no snapshot yet", http.StatusServiceUnavailable)
 		return
 	}
+	births, err := s.births(snap, r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	gz := acceptsGzip(r)
-	body, err := s.encode(snap, gz)
+	head, err := s.encode(snap, gz)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
+	}
+	// The cached snapshot JSON lacks its closing brace; the births of this
+	// request complete it. Gzip allows concatenated members, so the cached
+	// compressed snapshot is reused and only the births are compressed here.
+	tail, err := marshal(births)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	tail = append(append([]byte(`,"births":`), bytes.TrimSuffix(tail, []byte("\n"))...), "}\n"...)
+	if gz {
+		tail = gzipBytes(tail)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Vary", "Accept-Encoding")
 	if gz {
 		w.Header().Set("Content-Encoding", "gzip")
 	}
-	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
-	w.Write(body)
+	w.Header().Set("Content-Length", fmt.Sprint(len(head)+len(tail)))
+	w.Write(head)
+	w.Write(tail)
+}
+
+// births answers the after/epoch query parameters for snap (see package
+// api): bad input is a 400 with the reason.
+func (s *Server) births(snap *api.Snapshot, r *http.Request) (*api.Births, error) {
+	q := r.URL.Query()
+	afterS, epoch := q.Get("after"), q.Get("epoch")
+	b := &api.Births{Through: snap.Seq}
+	switch {
+	case afterS == "" && epoch == "":
+		b.After = snap.Seq - 1 // the last poll only
+	case afterS == "" || epoch == "":
+		return nil, errors.New("after and epoch go together")
+	default:
+		after, err := strconv.ParseUint(afterS, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("after: want a poll sequence number, got %q", afterS)
+		}
+		if epoch == snap.Epoch {
+			if after > snap.Seq {
+				return nil, fmt.Errorf("after %d is beyond the last poll %d of epoch %s", after, snap.Seq, epoch)
+			}
+			b.After = after
+		} // else: another run of the agent; count from its first poll
+	}
+	polls, oldest := s.src.Births(b.After, b.Through)
+	b.Oldest = oldest
+	if oldest > b.After+1 {
+		b.Gap = oldest - b.After - 1
+	}
+	// Bound the births like the snapshot: whole polls, oldest first, at
+	// least one so a client always makes progress.
+	size := 0
+	b.Polls = polls
+	for i, p := range polls {
+		enc, err := marshal(p)
+		if err != nil {
+			return nil, err
+		}
+		size += len(enc)
+		if size > s.maxBytes && i > 0 {
+			b.Polls, b.Through, b.More = polls[:i], polls[i-1].Seq, true
+			break
+		}
+	}
+	if b.Polls == nil {
+		b.Polls = []api.PollBirths{}
+	}
+	return b, nil
 }
 
 func acceptsGzip(r *http.Request) bool {
@@ -111,12 +182,16 @@ func acceptsGzip(r *http.Request) bool {
 }
 
 // encode returns the JSON of snap within maxBytes (the bound applies to the
-// uncompressed JSON), encoding and compressing each snapshot at most once.
+// uncompressed JSON) without its closing "}\n", encoding and compressing
+// each snapshot at most once.
 func (s *Server) encode(snap *api.Snapshot, gz bool) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cached != snap {
 		s.encoded, s.encErr = EncodeBounded(snap, s.maxBytes)
+		if s.encErr == nil {
+			s.encoded = bytes.TrimSuffix(bytes.TrimSuffix(s.encoded, []byte("\n")), []byte("}"))
+		}
 		s.gzipped = nil
 		s.cached = snap
 	}
@@ -124,13 +199,17 @@ func (s *Server) encode(snap *api.Snapshot, gz bool) ([]byte, error) {
 		return s.encoded, s.encErr
 	}
 	if s.gzipped == nil {
-		var buf bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-		zw.Write(s.encoded)
-		zw.Close()
-		s.gzipped = buf.Bytes()
+		s.gzipped = gzipBytes(s.encoded)
 	}
 	return s.gzipped, nil
+}
+
+func gzipBytes(b []byte) []byte {
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	zw.Write(b)
+	zw.Close()
+	return buf.Bytes()
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

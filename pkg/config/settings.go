@@ -3,6 +3,7 @@
 package config
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -81,6 +82,9 @@ type KubeSettings struct {
 	AgentLabelSelector string         `json:"agentLabelSelector"`
 	StaticAgents       []string       `json:"staticAgents"`
 	ExternalCIDRs      []ExternalCIDR `json:"externalCidrs"`
+	// AgentTLSServerName is the name the agents' certificate is verified
+	// against (they are reached by pod IP); default: the dialed host.
+	AgentTLSServerName string `json:"agentTLSServerName"`
 }
 
 // ExternalCIDR names addresses outside the cluster.
@@ -104,6 +108,8 @@ type Secrets struct {
 	KubeToken     string
 	KubeCACert    string
 	AgentToken    string
+	// AgentCACert (PEM) turns on HTTPS to the agents, verified against it.
+	AgentCACert string
 }
 
 var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$`)
@@ -119,7 +125,7 @@ func Parse(jsonData []byte, secure map[string]string) (*Settings, error) {
 	s.Secrets = Secrets{
 		Password: secure["password"], TLSCACert: secure["tlsCACert"], TLSClientCert: secure["tlsClientCert"],
 		TLSClientKey: secure["tlsClientKey"], KubeToken: secure["kubeToken"], KubeCACert: secure["kubeCACert"],
-		AgentToken: secure["agentToken"],
+		AgentToken: secure["agentToken"], AgentCACert: secure["agentCACert"],
 	}
 	s.defaults()
 	if err := s.validate(); err != nil {
@@ -256,6 +262,11 @@ func (s *Settings) validate() error {
 			return fmt.Errorf("kubernetes.agentPort: want 1..65535, got %d", s.Kube.AgentPort)
 		}
 	}
+	if s.Secrets.AgentCACert != "" {
+		if _, err := s.AgentCAPool(); err != nil {
+			return err
+		}
+	}
 	if s.Gateway.Enabled && !identifier.MatchString(s.Gateway.Table) {
 		return fmt.Errorf("gateway.table: %q is not a plain table name", s.Gateway.Table)
 	}
@@ -294,6 +305,18 @@ func (c SLOSettings) resolve() (model.SLOs, error) {
 		out.Overrides[o.Service] = slo
 	}
 	return out, nil
+}
+
+// AgentCAPool parses secure agentCACert (nil, nil when it is not set).
+func (s *Settings) AgentCAPool() (*x509.CertPool, error) {
+	if s.Secrets.AgentCACert == "" {
+		return nil, nil
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(s.Secrets.AgentCACert)) {
+		return nil, fmt.Errorf("agentCACert: no PEM certificate in secureJsonData agentCACert")
+	}
+	return pool, nil
 }
 
 // Retention as a duration.

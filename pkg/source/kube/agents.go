@@ -2,12 +2,15 @@ package kube
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,9 +52,49 @@ func (s *Source) Agents() []string {
 	return slices.Compact(out)
 }
 
+// agentRun is what the source remembers of one agent between refreshes.
+type agentRun struct {
+	epoch   string // the agent process's epoch
+	seq     uint64 // the last snapshot whose rows were applied
+	through uint64 // births were applied through this poll
+}
+
+// newAgentClient makes the HTTP client for the agents: HTTPS verified
+// against secure agentCACert when it is set (and, for https:// static
+// agents without it, against the system roots).
+func newAgentClient(s *config.Settings) (*http.Client, error) {
+	pool, err := s.AgentCAPool()
+	if err != nil {
+		return nil, err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil // agents are reached directly, by pod IP
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, ServerName: s.Kube.AgentTLSServerName, MinVersion: tls.VersionTLS12}
+	return &http.Client{Timeout: agentTimeout(s), Transport: tr}, nil
+}
+
+// agentURL is the snapshot URL of an agent address: host:port (https when
+// agentCACert is set, else http), or an explicit http:// or https:// URL.
+func (s *Source) agentURL(addr string) (string, error) {
+	if !strings.Contains(addr, "://") {
+		scheme := "http"
+		if s.settings.Secrets.AgentCACert != "" {
+			scheme = "https"
+		}
+		addr = scheme + "://" + addr
+	}
+	u, err := url.Parse(addr)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.Trim(u.Path, "/") != "" {
+		return "", fmt.Errorf("want host:port, http://host:port or https://host:port")
+	}
+	return u.Scheme + "://" + u.Host + "/v1/snapshot", nil
+}
+
 // Refresh describes every Service as a node, polls every agent and records
 // the connections. A failing agent makes the source stale with a notice
-// naming it; the other agents' data is applied all the same.
+// naming it; the other agents' data is applied all the same. Births the
+// agents dropped or lost in a restart before they were fetched are named in
+// the source's detail and logged.
 func (s *Source) Refresh(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -70,34 +113,54 @@ func (s *Source) Refresh(ctx context.Context) error {
 	results := make([]result, len(agents))
 	var wg sync.WaitGroup
 	for i, a := range agents {
+		run, known := s.agentRuns[a]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			snap, err := s.fetch(ctx, a)
+			snap, err := s.fetch(ctx, a, run, known)
 			results[i] = result{a, snap, err}
 		}()
 	}
 	wg.Wait()
 	var snaps []*api.Snapshot
-	var errs []string
+	var errs, gaps []string
+	listed := map[string]bool{}
 	for _, r := range results {
+		listed[r.addr] = true
 		if r.err != nil {
 			errs = append(errs, fmt.Sprintf("agent %s: %v", r.addr, r.err))
 			continue
 		}
-		// The same snapshot fetched twice (the plugin polls faster than the
-		// agent) must not count its closed births twice.
-		id := r.addr + "|" + r.snap.Node
-		if r.snap.Seq != 0 && s.lastSeq[id] == r.snap.Seq {
-			continue
+		snap, births := r.snap, r.snap.Births
+		run, known := s.agentRuns[r.addr]
+		if known && run.epoch != snap.Epoch {
+			gaps = append(gaps, fmt.Sprintf("agent %s restarted (epoch %s, now %s): births after its poll %d were not fetched", r.addr, run.epoch, snap.Epoch, run.through))
 		}
-		s.lastSeq[id] = r.snap.Seq
-		snaps = append(snaps, r.snap)
+		if births.Gap > 0 {
+			gaps = append(gaps, fmt.Sprintf("agent %s: births of %d polls (%d..%d) were dropped before this fetch (agent -births-retention)", r.addr, births.Gap, births.After+1, births.After+births.Gap))
+		}
+		if known && run.epoch == snap.Epoch && run.seq == snap.Seq {
+			// No new poll since the last fetch: its rows were counted.
+			cp := *snap
+			cp.Namespaces = nil
+			snap = &cp
+		}
+		s.agentRuns[r.addr] = agentRun{epoch: r.snap.Epoch, seq: r.snap.Seq, through: births.Through}
+		snaps = append(snaps, snap)
+	}
+	for addr := range s.agentRuns {
+		if !listed[addr] {
+			delete(s.agentRuns, addr)
+		}
 	}
 	st := AddSnapshots(b, x, snaps)
 	s.store.Apply(b)
-	detail := fmt.Sprintf("%d services, %d agents (%d failing), %d new snapshots, %d connections counted, %d duplicates, %d closed births, %d noise rows ignored, %d namespaces not matched to a pod",
-		len(x.Services()), len(agents), len(errs), len(snaps), st.Counted, st.Duplicates, st.ClosedBirths, st.Noise, st.UnknownLocal)
+	detail := fmt.Sprintf("%d services, %d agents (%d failing), %d new snapshots, %d connections counted, %d duplicates, %d closing ends of closed connections, %d closed births from %d agent polls, %d noise rows ignored, %d namespaces not matched to a pod",
+		len(x.Services()), len(agents), len(errs), len(snaps), st.Counted, st.Duplicates, st.ClosingSides, st.ClosedBirths, st.BirthPolls, st.Noise, st.UnknownLocal)
+	if len(gaps) > 0 {
+		s.logger.Warn("Closed births lost before they were fetched", "gaps", strings.Join(gaps, "; "))
+		detail += "; LOST: " + strings.Join(gaps, "; ")
+	}
 	if len(errs) > 0 {
 		err := errors.New(strings.Join(errs, "; "))
 		s.store.ReportFailure(model.SourceNetwork, s.now(), err)
@@ -107,15 +170,25 @@ func (s *Source) Refresh(ctx context.Context) error {
 	return nil
 }
 
-func (s *Source) fetch(ctx context.Context, addr string) (*api.Snapshot, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/snapshot", nil)
+// fetch gets an agent's last snapshot with the births since the poll
+// applied last (run; all held ones if the agent restarted since, only the
+// last poll's on first contact).
+func (s *Source) fetch(ctx context.Context, addr string, run agentRun, known bool) (*api.Snapshot, error) {
+	u, err := s.agentURL(addr)
+	if err != nil {
+		return nil, err
+	}
+	if known {
+		u += "?" + url.Values{"after": {strconv.FormatUint(run.through, 10)}, "epoch": {run.epoch}}.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+s.settings.Secrets.AgentToken)
 	resp, err := s.http.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, explainTLS(err, s.settings.Kube.AgentTLSServerName)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -133,8 +206,49 @@ func (s *Source) fetch(ctx context.Context, addr string) (*api.Snapshot, error) 
 	if err := json.Unmarshal(body, &snap); err != nil {
 		return nil, fmt.Errorf("decoding snapshot: %w", err)
 	}
-	if snap.SchemaVersion != 1 {
-		return nil, fmt.Errorf("snapshot schemaVersion %d, want 1", snap.SchemaVersion)
+	if snap.SchemaVersion != api.SchemaVersion {
+		return nil, fmt.Errorf("snapshot schemaVersion %d, want %d (agent and plugin versions differ)", snap.SchemaVersion, api.SchemaVersion)
+	}
+	if err := checkBirths(&snap); err != nil {
+		return nil, err
 	}
 	return &snap, nil
+}
+
+// checkBirths rejects a snapshot whose births do not fit its own range, so
+// nothing is applied twice on a confused answer.
+func checkBirths(snap *api.Snapshot) error {
+	b := snap.Births
+	switch {
+	case snap.Epoch == "":
+		return errors.New("snapshot without epoch")
+	case b == nil:
+		return errors.New("snapshot without births")
+	case b.Through > snap.Seq || b.After > b.Through:
+		return fmt.Errorf("births cover polls %d..%d, beyond the snapshot's seq %d", b.After+1, b.Through, snap.Seq)
+	}
+	last := b.After
+	for _, p := range b.Polls {
+		if p.Seq <= last || p.Seq > b.Through {
+			return fmt.Errorf("births of poll %d outside %d..%d or out of order", p.Seq, b.After+1, b.Through)
+		}
+		last = p.Seq
+	}
+	return nil
+}
+
+// explainTLS names the setting to fix when the agent's certificate is refused.
+func explainTLS(err error, serverName string) error {
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	switch {
+	case errors.As(err, &unknown):
+		return fmt.Errorf("TLS: the agent's certificate is not signed by the CA in secureJsonData agentCACert: %w", err)
+	case errors.As(err, &host):
+		if serverName == "" {
+			return fmt.Errorf("TLS: the agent's certificate does not name the address dialed; set kubernetes.agentTLSServerName to a name in it: %w", err)
+		}
+		return fmt.Errorf("TLS: the agent's certificate is not valid for kubernetes.agentTLSServerName %q: %w", serverName, err)
+	}
+	return err
 }

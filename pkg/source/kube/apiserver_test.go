@@ -86,6 +86,8 @@ type fixedSnapshot struct{ snap *api.Snapshot }
 
 func (f *fixedSnapshot) Last() *api.Snapshot { return f.snap }
 
+func (f *fixedSnapshot) Births(after, through uint64) ([]api.PollBirths, uint64) { return nil, 0 }
+
 type cluster struct {
 	t     *testing.T
 	ctx   context.Context
@@ -236,7 +238,7 @@ func TestSourceAgainstRealAPIServer(t *testing.T) {
 
 	// A real agent HTTP server on loopback, serving a snapshot built from
 	// the API types; a second agent address where nothing listens.
-	snap := &api.Snapshot{SchemaVersion: 1, Node: "node-a", Seq: 7, TakenAt: time.Now().UTC().Truncate(time.Second), Namespaces: []api.Namespace{
+	snap := &api.Snapshot{SchemaVersion: api.SchemaVersion, Epoch: "run-1", Node: "node-a", Seq: 7, TakenAt: time.Now().UTC().Truncate(time.Second), Namespaces: []api.Namespace{
 		{PodUID: string(fe.UID), IPs: []string{"10.244.1.5"}, Connections: []api.Conn{
 			conn("10.244.1.5", checkoutSvc.Spec.ClusterIP, 40000, 80, "ESTABLISHED", api.Outbound),
 		}},

@@ -50,11 +50,11 @@ type Source struct {
 	synced    []cache.InformerSynced
 	names     []string // what each synced entry watches, for error messages
 
-	mu      sync.Mutex // one refresh at a time
-	lastSeq map[string]uint64
-	lastIdx *Index
-	stop    chan struct{}
-	started bool
+	mu        sync.Mutex          // one refresh at a time
+	agentRuns map[string]agentRun // by agent address
+	lastIdx   *Index
+	stop      chan struct{}
+	started   bool
 }
 
 // RestConfig builds the API client configuration: in-cluster, or the API
@@ -101,10 +101,14 @@ func NewWithConfig(cfg *rest.Config, s *config.Settings, st *store.Store, logger
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes.agentLabelSelector: %w", err)
 	}
+	agentClient, err := newAgentClient(s)
+	if err != nil {
+		return nil, err
+	}
 	src := &Source{
 		settings: s, store: st, logger: logger, client: client, now: time.Now, selector: selector,
-		http:    &http.Client{Timeout: agentTimeout(s)},
-		lastSeq: map[string]uint64{}, stop: make(chan struct{}), maxBytes: MaxSnapshotBytes,
+		http:      agentClient,
+		agentRuns: map[string]agentRun{}, stop: make(chan struct{}), maxBytes: MaxSnapshotBytes,
 	}
 	src.setupInformers(sel)
 	return src, nil
