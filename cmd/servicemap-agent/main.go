@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -46,6 +47,9 @@ func run(ctx context.Context, args []string, logOut io.Writer, ready chan<- stri
 	node := fs.String("node", "", "node name (default $NODE_NAME, else the host name)")
 	maxPIDs := fs.Int("max-pids-per-namespace", 5, "PIDs listed per namespace")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	birthsRetention := fs.Duration("births-retention", 10*time.Minute, "how long each poll's closed births are held for GET /v1/snapshot?after=")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate file: serve HTTPS (with -tls-key; reloaded when it changes)")
+	tlsKey := fs.String("tls-key", "", "PEM private key file of -tls-cert")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -77,6 +81,12 @@ func run(ctx context.Context, args []string, logOut io.Writer, ready chan<- stri
 	if *interval <= 0 {
 		return errors.New("-poll-interval must be positive")
 	}
+	if *birthsRetention <= 0 {
+		return errors.New("-births-retention must be positive")
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return errors.New("-tls-cert and -tls-key go together")
+	}
 	nodeName := *node
 	if nodeName == "" {
 		nodeName = os.Getenv("NODE_NAME")
@@ -87,7 +97,7 @@ func run(ctx context.Context, args []string, logOut io.Writer, ready chan<- stri
 
 	a := agent.New(agent.Config{
 		ProcRoot: *procRoot, Node: nodeName, Method: m, PollInterval: *interval,
-		MaxPIDsPerNamespace: *maxPIDs, Logger: log,
+		MaxPIDsPerNamespace: *maxPIDs, BirthsRetention: *birthsRetention, Logger: log,
 	})
 	srv, err := agent.NewServer(a, tok, *maxBytes)
 	if err != nil {
@@ -99,6 +109,14 @@ func run(ctx context.Context, args []string, logOut io.Writer, ready chan<- stri
 	if err != nil {
 		return err
 	}
+	if *tlsCert != "" {
+		certs, err := agent.LoadCertFiles(*tlsCert, *tlsKey, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		ln = tls.NewListener(ln, certs.TLSConfig())
+	}
 	hs := &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -106,9 +124,12 @@ func run(ctx context.Context, args []string, logOut io.Writer, ready chan<- stri
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    16 << 10,
+		// TLS handshake failures (a client with the wrong CA) go to the JSON log.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	log.Info("starting", "listen", ln.Addr().String(), "node", nodeName, "procRoot", *procRoot,
-		"pollInterval", interval.String(), "method", string(m), "maxResponseBytes", *maxBytes)
+		"pollInterval", interval.String(), "method", string(m), "maxResponseBytes", *maxBytes,
+		"tls", *tlsCert != "", "birthsRetention", birthsRetention.String())
 
 	pollCtx, cancelPoll := context.WithCancel(ctx)
 	pollDone := make(chan struct{})

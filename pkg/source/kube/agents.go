@@ -188,7 +188,7 @@ func (s *Source) fetch(ctx context.Context, addr string, run agentRun, known boo
 	req.Header.Set("Authorization", "Bearer "+s.settings.Secrets.AgentToken)
 	resp, err := s.http.Do(req)
 	if err != nil {
-		return nil, explainTLS(err, s.settings.Kube.AgentTLSServerName)
+		return nil, explainTLS(err, s.settings)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -238,10 +238,13 @@ func checkBirths(snap *api.Snapshot) error {
 }
 
 // explainTLS names the setting to fix when the agent's certificate is refused.
-func explainTLS(err error, serverName string) error {
+func explainTLS(err error, s *config.Settings) error {
 	var unknown x509.UnknownAuthorityError
 	var host x509.HostnameError
+	serverName := s.Kube.AgentTLSServerName
 	switch {
+	case errors.As(err, &unknown) && s.Secrets.AgentCACert == "":
+		return fmt.Errorf("TLS: the agent's certificate is not signed by a system root CA; put its CA in secureJsonData agentCACert: %w", err)
 	case errors.As(err, &unknown):
 		return fmt.Errorf("TLS: the agent's certificate is not signed by the CA in secureJsonData agentCACert: %w", err)
 	case errors.As(err, &host):
