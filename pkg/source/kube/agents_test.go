@@ -1,0 +1,213 @@
+package kube
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/grafana/grafana-plugin-sdk-go/backend/log"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/livemap/servicemap/internal/testenv/kubeapi"
+	"github.com/livemap/servicemap/pkg/agent"
+	"github.com/livemap/servicemap/pkg/agent/api"
+	"github.com/livemap/servicemap/pkg/config"
+	"github.com/livemap/servicemap/pkg/model"
+	"github.com/livemap/servicemap/pkg/store"
+)
+
+// swappable serves whichever agent is current, so a test can restart the
+// agent behind one address.
+type swappable struct {
+	mu sync.Mutex
+	ag *agent.Agent
+}
+
+func (s *swappable) get() *agent.Agent { s.mu.Lock(); defer s.mu.Unlock(); return s.ag }
+
+func (s *swappable) set(ag *agent.Agent) { s.mu.Lock(); s.ag = ag; s.mu.Unlock() }
+
+func (s *swappable) Last() *api.Snapshot { return s.get().Last() }
+
+func (s *swappable) Births(after, through uint64) ([]api.PollBirths, uint64) {
+	return s.get().Births(after, through)
+}
+
+// TestBirthsLosslessAcrossFetches: the real agent polls several times
+// between two refreshes of the plugin's source (which fetches it over HTTP
+// and resolves through a real kube-apiserver). Every short connection made
+// in between counts exactly once: N connections → N, however many agent
+// polls they are spread over; a refresh without a new poll adds nothing; a
+// restarted agent's births count and the loss of the old one's unfetched
+// births is reported; births dropped by the agent's retention before a
+// fetch are reported, not hidden.
+func TestBirthsLosslessAcrossFetches(t *testing.T) {
+	p := newPodPair(t)
+	kc := kubeapi.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	admin := kubernetes.NewForConfigOrDie(kc.AdminConfig())
+	c := &cluster{t: t, ctx: ctx, admin: admin}
+	const ns = "shop"
+	_, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	c.must(err)
+	feLbl, coLbl := map[string]string{"app": "frontend"}, map[string]string{"app": "checkout"}
+	fe := c.pod(ns, "frontend-1", p.cliIP, feLbl, nil)
+	co := c.pod(ns, "checkout-1", p.srvIP, coLbl, nil)
+	_, err = admin.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "checkout"},
+		Spec: corev1.ServiceSpec{ClusterIP: pairClusterIP, Selector: coLbl,
+			Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}}},
+	}, metav1.CreateOptions{})
+	c.must(err)
+	c.slice(ns, "checkout", 8080, "http", co)
+	c.service(ns, "frontend", feLbl, corev1.ServicePort{Name: "http", Port: 80, TargetPort: intstr.FromInt32(3000)}, nil)
+	c.slice(ns, "frontend", 3000, "http", fe)
+
+	// The server pod: the server closes after the client did, so the
+	// client keeps each connection in TIME_WAIT.
+	var ln net.Listener
+	inNetNS(t, p.srvNS, func() (err error) { ln, err = net.Listen("tcp4", ":8080"); return err })
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(io.Discard, c); c.Close() }()
+		}
+	}()
+	short := func(n int) {
+		for i := 0; i < n; i++ {
+			var conn net.Conn
+			inNetNS(t, p.cliNS, func() (err error) {
+				conn, err = net.DialTimeout("tcp4", pairClusterIP+":80", 5*time.Second)
+				return err
+			})
+			port := conn.LocalAddr().(*net.TCPAddr).Port
+			conn.Close()
+			waitState(t, p.cliNS, "time-wait", fmt.Sprintf("sport = :%d", port))
+		}
+	}
+
+	current := &swappable{ag: agent.New(agent.Config{Node: "node-a", PollInterval: time.Second, BirthsRetention: time.Hour})}
+	current.get().Poll() // the namespaces' first poll: births count from the next one
+	srv, err := agent.NewServer(current, "agent-secret", 0)
+	c.must(err)
+	hln, err := net.Listen("tcp", "127.0.0.1:0")
+	c.must(err)
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go hs.Serve(hln)
+	t.Cleanup(func() { hs.Close() })
+
+	jsonData, _ := json.Marshal(map[string]any{
+		"refreshIntervalSeconds": 5,
+		"kubernetes": map[string]any{"enabled": true, "mode": "url", "apiServerUrl": kc.URL(), "namespaces": []string{ns},
+			"staticAgents": []string{hln.Addr().String()}},
+	})
+	settings, err := config.Parse(jsonData, map[string]string{
+		"kubeToken": kc.AdminToken(), "kubeCACert": string(kc.CACertPEM()), "agentToken": "agent-secret"})
+	c.must(err)
+	st := store.New(store.Options{Retention: time.Hour})
+	src, err := New(settings, st, log.DefaultLogger)
+	c.must(err)
+	defer src.Close()
+	syncCtx, syncCancel := context.WithTimeout(ctx, 60*time.Second)
+	c.must(src.WaitForSync(syncCtx))
+	syncCancel()
+	eventually(t, "pods resolve", func() error {
+		if err := resolvesTo(src, p.srvIP, 8080, "checkout")(); err != nil {
+			return err
+		}
+		return resolvesTo(src, p.cliIP, 0, "frontend")()
+	})
+
+	begin := time.Now().Add(-time.Minute)
+	count := func() uint64 {
+		edges, _ := st.Snapshot(begin, time.Now().Add(time.Minute), model.SourceNetwork)
+		var n uint64
+		for _, e := range edges {
+			if e.Key != (model.EdgeKey{Source: "frontend", Target: "checkout"}) {
+				t.Errorf("unexpected edge %v", e.Key)
+			}
+			n += e.Stats.Connections
+		}
+		return n
+	}
+	detail := func() string {
+		for _, s := range st.Statuses() {
+			if s.Source == model.SourceNetwork {
+				return s.Detail + s.LastError
+			}
+		}
+		return ""
+	}
+	refresh := func(want uint64, what string) {
+		t.Helper()
+		if err := src.Refresh(ctx); err != nil {
+			t.Fatalf("%s: refresh: %v", what, err)
+		}
+		if got := count(); got != want {
+			t.Errorf("%s: frontend->checkout = %d connections, want %d (%s)", what, got, want, detail())
+		}
+	}
+
+	refresh(0, "first fetch, nothing made yet")
+	// 10 connections over 5 agent polls (one without any), one fetch.
+	total := uint64(0)
+	for _, n := range []int{2, 3, 0, 1, 4} {
+		short(n)
+		current.get().Poll()
+		total += uint64(n)
+	}
+	refresh(total, "10 short connections over 5 agent polls")
+	if d := detail(); !strings.Contains(d, "10 closed births from 4 agent polls") {
+		t.Errorf("detail %q, want the 10 births from the 4 polls that had some", d)
+	}
+	refresh(total, "a fetch without a new agent poll")
+	short(2)
+	current.get().Poll()
+	total += 2
+	refresh(total, "2 more in one poll")
+
+	// The agent restarts: 1 birth of the old run was polled but never
+	// fetched (lost, and reported); the new run's births all count.
+	short(1)
+	current.get().Poll()
+	restarted := agent.New(agent.Config{Node: "node-a", PollInterval: time.Second, BirthsRetention: 3 * time.Second})
+	restarted.Poll()
+	current.set(restarted)
+	short(3)
+	restarted.Poll()
+	total += 3
+	refresh(total, "after an agent restart")
+	if d := detail(); !strings.Contains(d, "restarted") || !strings.Contains(d, "LOST") {
+		t.Errorf("detail %q does not report the restart", d)
+	}
+
+	// The new run holds 3 polls: a birth in a poll that is dropped before
+	// the next fetch is lost and reported as a gap.
+	short(1)
+	for i := 0; i < 4; i++ {
+		restarted.Poll()
+	}
+	refresh(total, "births dropped by the agent's retention")
+	if d := detail(); !strings.Contains(d, "births of 1 polls (3..3) were dropped") {
+		t.Errorf("detail %q does not report the dropped poll", d)
+	}
+	short(2)
+	restarted.Poll()
+	total += 2
+	refresh(total, "after the gap")
+}
