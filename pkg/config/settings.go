@@ -166,7 +166,7 @@ func (s *Settings) defaults() {
 		s.Kube.Mode = "inCluster"
 	}
 	if s.Kube.AgentPort == 0 {
-		s.Kube.AgentPort = 9464
+		s.Kube.AgentPort = 9477 // the agent's default -listen port
 	}
 	if s.Gateway.Table == "" {
 		s.Gateway.Table = "gateway_logs"
