@@ -3,12 +3,14 @@ package agent
 import (
 	"bytes"
 	"cmp"
-	"compress/gzip"
+	"compress/flate"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"net/http"
 	"slices"
 	"strconv"
@@ -42,7 +44,7 @@ type Server struct {
 	mu      sync.Mutex
 	cached  *api.Snapshot // snapshot the encodings below belong to
 	encoded []byte        // the bounded JSON without its closing "}\n"
-	gzipped []byte        // encoded as one gzip member (made on the first request that accepts gzip)
+	gzipped *gzipHead     // encoded, compressed (made on the first request that accepts gzip)
 	encErr  error
 }
 
@@ -95,22 +97,23 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	gz := acceptsGzip(r)
-	head, err := s.encode(snap, gz)
+	plain, zhead, err := s.encode(snap, gz)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
 	// The cached snapshot JSON lacks its closing brace; the births of this
-	// request complete it. Gzip allows concatenated members, so the cached
-	// compressed snapshot is reused and only the births are compressed here.
+	// request complete it. Compressed, the cached deflate blocks of the
+	// snapshot are continued by the births' blocks in one gzip stream.
 	tail, err := marshal(births)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
 	tail = append(append([]byte(`,"births":`), bytes.TrimSuffix(tail, []byte("\n"))...), "}\n"...)
+	head := plain
 	if gz {
-		tail = gzipBytes(tail)
+		head, tail = zhead.data, zhead.finish(tail)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Vary", "Accept-Encoding")
@@ -182,9 +185,9 @@ func acceptsGzip(r *http.Request) bool {
 }
 
 // encode returns the JSON of snap within maxBytes (the bound applies to the
-// uncompressed JSON) without its closing "}\n", encoding and compressing
-// each snapshot at most once.
-func (s *Server) encode(snap *api.Snapshot, gz bool) ([]byte, error) {
+// uncompressed JSON) without its closing "}\n", and with gz its compressed
+// beginning, encoding and compressing each snapshot at most once.
+func (s *Server) encode(snap *api.Snapshot, gz bool) ([]byte, *gzipHead, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cached != snap {
@@ -196,19 +199,42 @@ func (s *Server) encode(snap *api.Snapshot, gz bool) ([]byte, error) {
 		s.cached = snap
 	}
 	if s.encErr != nil || !gz {
-		return s.encoded, s.encErr
+		return s.encoded, nil, s.encErr
 	}
 	if s.gzipped == nil {
-		s.gzipped = gzipBytes(s.encoded)
+		s.gzipped = newGzipHead(s.encoded)
 	}
-	return s.gzipped, nil
+	return s.encoded, s.gzipped, nil
 }
 
-func gzipBytes(b []byte) []byte {
+// gzipHead is the beginning of a gzip stream (RFC 1952): the header and
+// the deflate blocks of data up to a sync flush, so any request can finish
+// it with its own final blocks (a fresh compressor's blocks refer to
+// nothing before them, which deflate allows) and the trailer's CRC-32 and
+// size of the whole. One gzip member, which every client decodes (curl
+// does not read concatenated members).
+type gzipHead struct {
+	data []byte
+	crc  uint32
+	size uint32
+}
+
+func newGzipHead(b []byte) *gzipHead {
+	buf := bytes.NewBuffer([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff}) // deflate, no flags, no mtime, OS unknown
+	fw, _ := flate.NewWriter(buf, flate.BestSpeed)
+	fw.Write(b)
+	fw.Flush() // byte-aligned, not final
+	return &gzipHead{data: buf.Bytes(), crc: crc32.ChecksumIEEE(b), size: uint32(len(b))}
+}
+
+// finish compresses tail as the stream's last blocks and adds the trailer.
+func (h *gzipHead) finish(tail []byte) []byte {
 	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-	zw.Write(b)
-	zw.Close()
+	fw, _ := flate.NewWriter(&buf, flate.BestSpeed)
+	fw.Write(tail)
+	fw.Close()
+	buf.Write(binary.LittleEndian.AppendUint32(nil, crc32.Update(h.crc, crc32.IEEETable, tail)))
+	buf.Write(binary.LittleEndian.AppendUint32(nil, h.size+uint32(len(tail))))
 	return buf.Bytes()
 }
 

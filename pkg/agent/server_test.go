@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -209,6 +210,26 @@ func TestServerGzip(t *testing.T) {
 	body, _ = splitBirths(t, body)
 	if !resp.Uncompressed || string(body) != string(plain) {
 		t.Errorf("gzip: uncompressed=%v equal=%v", resp.Uncompressed, string(body) == string(plain))
+	}
+	// One gzip member (curl and others stop after the first), read raw.
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	zr, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr.Multistream(false)
+	first, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("gzip stream: %v", err)
+	}
+	if snapPart, _ := splitBirths(t, first); string(snapPart) != string(plain) {
+		t.Errorf("the first gzip member is not the whole response")
 	}
 	// Explicitly without gzip.
 	req.Header.Set("Accept-Encoding", "identity")
