@@ -54,10 +54,16 @@ func (s *Source) Agents() []string {
 
 // agentRun is what the source remembers of one agent between refreshes.
 type agentRun struct {
-	epoch   string // the agent process's epoch
-	seq     uint64 // the last snapshot whose rows were applied
-	through uint64 // births were applied through this poll
+	epoch   string    // the agent process's epoch
+	seq     uint64    // the last snapshot whose rows were applied
+	through uint64    // births were applied through this poll
+	listed  time.Time // last refresh that listed the agent
 }
+
+// forgetAgentAfter is how long an agent that is no longer listed (its pod
+// not Running for a while) is remembered, so that when it comes back its
+// births continue where they stopped instead of starting over.
+const forgetAgentAfter = time.Hour
 
 // newAgentClient makes the HTTP client for the agents: HTTPS verified
 // against secure agentCACert when it is set (and, for https:// static
@@ -124,9 +130,12 @@ func (s *Source) Refresh(ctx context.Context) error {
 	wg.Wait()
 	var snaps []*api.Snapshot
 	var errs, gaps []string
-	listed := map[string]bool{}
+	now := s.now()
 	for _, r := range results {
-		listed[r.addr] = true
+		if run, ok := s.agentRuns[r.addr]; ok {
+			run.listed = now
+			s.agentRuns[r.addr] = run
+		}
 		if r.err != nil {
 			errs = append(errs, fmt.Sprintf("agent %s: %v", r.addr, r.err))
 			continue
@@ -145,11 +154,11 @@ func (s *Source) Refresh(ctx context.Context) error {
 			cp.Namespaces = nil
 			snap = &cp
 		}
-		s.agentRuns[r.addr] = agentRun{epoch: r.snap.Epoch, seq: r.snap.Seq, through: births.Through}
+		s.agentRuns[r.addr] = agentRun{epoch: r.snap.Epoch, seq: r.snap.Seq, through: births.Through, listed: now}
 		snaps = append(snaps, snap)
 	}
-	for addr := range s.agentRuns {
-		if !listed[addr] {
+	for addr, run := range s.agentRuns {
+		if now.Sub(run.listed) > forgetAgentAfter {
 			delete(s.agentRuns, addr)
 		}
 	}
