@@ -28,8 +28,9 @@ const DefaultMaxResponseBytes = 16 << 20
 type SnapshotSource interface {
 	Last() *api.Snapshot
 	// Births returns the held per-poll births in (after, through] that
-	// have any, oldest first, and the oldest poll held.
-	Births(after, through uint64) ([]api.PollBirths, uint64)
+	// have any (with the connections closed there that were first seen
+	// after sampled), oldest first, and the oldest poll held.
+	Births(after, through, sampled uint64) ([]api.PollBirths, uint64)
 }
 
 // Server serves GET /v1/snapshot (bearer token) and GET /healthz.
@@ -129,26 +130,33 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
 // api): bad input is a 400 with the reason.
 func (s *Server) births(snap *api.Snapshot, r *http.Request) (*api.Births, error) {
 	q := r.URL.Query()
-	afterS, epoch := q.Get("after"), q.Get("epoch")
+	afterS, epoch, sampledS := q.Get("after"), q.Get("epoch"), q.Get("sampled")
 	b := &api.Births{Through: snap.Seq}
 	switch {
-	case afterS == "" && epoch == "":
+	case afterS == "" && epoch == "" && sampledS == "":
 		b.After = snap.Seq - 1 // the last poll only
+		b.Sampled = b.After
 	case afterS == "" || epoch == "":
-		return nil, errors.New("after and epoch go together")
+		return nil, errors.New("after and epoch go together (sampled needs both)")
 	default:
 		after, err := strconv.ParseUint(afterS, 10, 64)
 		if err != nil {
 			return nil, fmt.Errorf("after: want a poll sequence number, got %q", afterS)
 		}
-		if epoch == snap.Epoch {
-			if after > snap.Seq {
-				return nil, fmt.Errorf("after %d is beyond the last poll %d of epoch %s", after, snap.Seq, epoch)
+		sampled := after
+		if sampledS != "" {
+			if sampled, err = strconv.ParseUint(sampledS, 10, 64); err != nil {
+				return nil, fmt.Errorf("sampled: want a poll sequence number, got %q", sampledS)
 			}
-			b.After = after
+		}
+		if epoch == snap.Epoch {
+			if after > snap.Seq || sampled > snap.Seq {
+				return nil, fmt.Errorf("after %d / sampled %d is beyond the last poll %d of epoch %s", after, sampled, snap.Seq, epoch)
+			}
+			b.After, b.Sampled = after, sampled
 		} // else: another run of the agent; count from its first poll
 	}
-	polls, oldest := s.src.Births(b.After, b.Through)
+	polls, oldest := s.src.Births(b.After, b.Through, b.Sampled)
 	b.Oldest = oldest
 	if oldest > b.After+1 {
 		b.Gap = oldest - b.After - 1

@@ -20,7 +20,7 @@ type staticSource struct{ s *api.Snapshot }
 
 func (s staticSource) Last() *api.Snapshot { return s.s }
 
-func (staticSource) Births(after, through uint64) ([]api.PollBirths, uint64) { return nil, 0 }
+func (staticSource) Births(after, through, sampled uint64) ([]api.PollBirths, uint64) { return nil, 0 }
 
 // bigSnapshot has two namespaces with n connections each, mixed states.
 func bigSnapshot(n int) *api.Snapshot {
@@ -254,7 +254,7 @@ type ringSource struct {
 
 func (r ringSource) Last() *api.Snapshot { return r.snap }
 
-func (r ringSource) Births(after, through uint64) ([]api.PollBirths, uint64) {
+func (r ringSource) Births(after, through, sampled uint64) ([]api.PollBirths, uint64) {
 	var out []api.PollBirths
 	for _, p := range r.polls {
 		if p.Seq > after && p.Seq <= through && len(p.Namespaces) > 0 {

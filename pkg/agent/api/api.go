@@ -2,12 +2,15 @@
 // GET /v1/snapshot. It has no dependencies beyond the standard library so the
 // data source plugin can import it to consume snapshots.
 //
-// GET /v1/snapshot?after=SEQ&epoch=EPOCH adds to the last snapshot the
-// closed births (Namespace.Closed) of every poll after SEQ that the agent
-// still holds (Snapshot.Births), so a client that fetches less often than
-// the agent polls neither loses nor double counts them: it remembers the
-// epoch and Births.Through and asks with those next time. Without the
-// parameters Births covers the last poll only.
+// GET /v1/snapshot?after=SEQ&epoch=EPOCH[&sampled=SEQ] adds to the last
+// snapshot the closed births (Namespace.Closed) of every poll after SEQ that
+// the agent still holds (Snapshot.Births), and the connections closed in
+// those polls that no snapshot since the client's sampled poll (default
+// after) showed, so a client that fetches less often than the agent polls
+// neither loses nor double counts them: it remembers the epoch,
+// Births.Through and the Seq of the last snapshot whose rows it applied and
+// asks with those next time. Without the parameters Births covers the last
+// poll only.
 //
 // Field semantics are documented in docs/agent.md.
 package api
@@ -77,6 +80,10 @@ type Births struct {
 	// Through is the last poll covered: the snapshot's Seq, unless More.
 	// The client asks next with after=Through.
 	Through uint64 `json:"through"`
+	// Sampled is the poll whose rows the client applied last (the
+	// request's sampled, else After): ClosedUnsampled counts connections
+	// first seen after it.
+	Sampled uint64 `json:"sampled"`
 	// Oldest is the oldest poll whose births the agent still holds.
 	Oldest uint64 `json:"oldest"`
 	// Gap counts polls in (After, Oldest) whose births were dropped before
@@ -86,7 +93,8 @@ type Births struct {
 	// More is true when the response size bound stopped before the
 	// snapshot's Seq: ask again with after=Through.
 	More bool `json:"more,omitempty"`
-	// Polls in (After, Through] that had at least one birth, ascending by Seq.
+	// Polls in (After, Through] that had at least one birth or unsampled
+	// closed connection, ascending by Seq.
 	Polls []PollBirths `json:"polls"`
 }
 
@@ -96,7 +104,7 @@ type PollBirths struct {
 	TakenAt time.Time `json:"takenAt"`
 	// SincePreviousSeconds is the time the births were born in.
 	SincePreviousSeconds float64 `json:"sincePreviousSeconds"`
-	// Namespaces with at least one closed flow, sorted by inode.
+	// Namespaces with at least one closed or unsampled flow, sorted by inode.
 	Namespaces []NamespaceBirths `json:"namespaces"`
 }
 
@@ -108,6 +116,12 @@ type NamespaceBirths struct {
 	HostNetwork bool     `json:"hostNetwork,omitempty"`
 	IPs         []string `json:"ips"`
 	Closed      []Flow   `json:"closed"`
+	// ClosedUnsampled counts connections that turned TIME_WAIT in this
+	// poll (this side closed first) after being seen in another state by
+	// polls that all came after the request's sampled poll: connections the
+	// client never had in a fetched snapshot. ClosedSinceLastPoll is the
+	// count.
+	ClosedUnsampled []Flow `json:"closedUnsampled,omitempty"`
 }
 
 // Truncation describes connections dropped from a served snapshot.

@@ -25,10 +25,11 @@ func TestJSONShape(t *testing.T) {
 		Errors:     map[string]int{"proc.bad_hex": 1},
 		Truncated:  true,
 		Truncation: &Truncation{MaxBytes: 1, TotalConnections: 2, KeptConnections: 1, DroppedConnections: 1},
-		Births: &Births{After: 1, Through: 2, Oldest: 1, Gap: 1, More: true, Polls: []PollBirths{{
+		Births: &Births{After: 1, Through: 2, Sampled: 1, Oldest: 1, Gap: 1, More: true, Polls: []PollBirths{{
 			Seq: 2, TakenAt: time.Date(2026, 11, 23, 20, 0, 0, 0, time.UTC), SincePreviousSeconds: 5,
 			Namespaces: []NamespaceBirths{{Inode: 1, PodUID: "u", HostNetwork: true, IPs: []string{"10.0.0.1"},
-				Closed: []Flow{{Direction: Outbound, Local: Endpoint{IP: "10.0.0.1"}, Remote: Endpoint{IP: "10.0.0.3", Port: 443}, ClosedSinceLastPoll: 3}}}},
+				Closed:          []Flow{{Direction: Outbound, Local: Endpoint{IP: "10.0.0.1"}, Remote: Endpoint{IP: "10.0.0.3", Port: 443}, ClosedSinceLastPoll: 3}},
+				ClosedUnsampled: []Flow{{Direction: Outbound, Local: Endpoint{IP: "10.0.0.1"}, Remote: Endpoint{IP: "10.0.0.3", Port: 443}, ClosedSinceLastPoll: 1}}}},
 		}}},
 	}
 	b, err := json.Marshal(s)
@@ -57,9 +58,9 @@ func TestJSONShape(t *testing.T) {
 		{keys(ns["closed"].([]any)[0]), sorted([]string{"direction", "local", "remote", "closedSinceLastPoll"})},
 		{keys(ns["counters"]), sorted([]string{"valid", "activeOpens", "passiveOpens", "attemptFails", "estabResets", "currEstab", "listenOverflows", "listenDrops", "delta"})},
 		{keys(m["cost"]), sorted([]string{"wallSeconds", "cpuUserSeconds", "cpuSystemSeconds", "pidsScanned", "namespacesRead", "socketsSeen", "methods", "errors"})},
-		{keys(m["births"]), sorted([]string{"after", "through", "oldest", "gap", "more", "polls"})},
+		{keys(m["births"]), sorted([]string{"after", "through", "sampled", "oldest", "gap", "more", "polls"})},
 		{keys(m["births"].(map[string]any)["polls"].([]any)[0]), sorted([]string{"seq", "takenAt", "sincePreviousSeconds", "namespaces"})},
-		{keys(m["births"].(map[string]any)["polls"].([]any)[0].(map[string]any)["namespaces"].([]any)[0]), sorted([]string{"inode", "podUID", "hostNetwork", "ips", "closed"})},
+		{keys(m["births"].(map[string]any)["polls"].([]any)[0].(map[string]any)["namespaces"].([]any)[0]), sorted([]string{"inode", "podUID", "hostNetwork", "ips", "closed", "closedUnsampled"})},
 		{keys(m["truncation"]), sorted([]string{"maxBytes", "totalConnections", "keptConnections", "droppedConnections"})},
 	}
 	for i, c := range checks {

@@ -164,8 +164,8 @@ func (s *Source) Refresh(ctx context.Context) error {
 	}
 	st := AddSnapshots(b, x, snaps)
 	s.store.Apply(b)
-	detail := fmt.Sprintf("%d services, %d agents (%d failing), %d new snapshots, %d connections counted, %d duplicates, %d closing ends of closed connections, %d closed births from %d agent polls, %d noise rows ignored, %d namespaces not matched to a pod",
-		len(x.Services()), len(agents), len(errs), len(snaps), st.Counted, st.Duplicates, st.ClosingSides, st.ClosedBirths, st.BirthPolls, st.Noise, st.UnknownLocal)
+	detail := fmt.Sprintf("%d services, %d agents (%d failing), %d new snapshots, %d connections counted, %d duplicates, %d closing ends of closed connections, %d closed births and %d closed connections no fetch had seen from %d agent polls, %d noise rows ignored, %d namespaces not matched to a pod",
+		len(x.Services()), len(agents), len(errs), len(snaps), st.Counted, st.Duplicates, st.ClosingSides, st.ClosedBirths, st.ClosedUnsampled, st.BirthPolls, st.Noise, st.UnknownLocal)
 	if len(gaps) > 0 {
 		s.logger.Warn("Closed births lost before they were fetched", "gaps", strings.Join(gaps, "; "))
 		detail += "; LOST: " + strings.Join(gaps, "; ")
@@ -188,7 +188,8 @@ func (s *Source) fetch(ctx context.Context, addr string, run agentRun, known boo
 		return nil, err
 	}
 	if known {
-		u += "?" + url.Values{"after": {strconv.FormatUint(run.through, 10)}, "epoch": {run.epoch}}.Encode()
+		u += "?" + url.Values{"after": {strconv.FormatUint(run.through, 10)}, "epoch": {run.epoch},
+			"sampled": {strconv.FormatUint(run.seq, 10)}}.Encode()
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {

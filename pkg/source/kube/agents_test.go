@@ -39,8 +39,8 @@ func (s *swappable) set(ag *agent.Agent) { s.mu.Lock(); s.ag = ag; s.mu.Unlock()
 
 func (s *swappable) Last() *api.Snapshot { return s.get().Last() }
 
-func (s *swappable) Births(after, through uint64) ([]api.PollBirths, uint64) {
-	return s.get().Births(after, through)
+func (s *swappable) Births(after, through, sampled uint64) ([]api.PollBirths, uint64) {
+	return s.get().Births(after, through, sampled)
 }
 
 // TestBirthsLosslessAcrossFetches: the real agent polls several times
@@ -172,7 +172,7 @@ func TestBirthsLosslessAcrossFetches(t *testing.T) {
 		total += uint64(n)
 	}
 	refresh(total, "10 short connections over 5 agent polls")
-	if d := detail(); !strings.Contains(d, "10 closed births from 4 agent polls") {
+	if d := detail(); !strings.Contains(d, "10 closed births and 0 closed connections no fetch had seen from 4 agent polls") {
 		t.Errorf("detail %q, want the 10 births from the 4 polls that had some", d)
 	}
 	refresh(total, "a fetch without a new agent poll")
@@ -210,4 +210,45 @@ func TestBirthsLosslessAcrossFetches(t *testing.T) {
 	restarted.Poll()
 	total += 2
 	refresh(total, "after the gap")
+
+	// Connections that an agent poll saw open but that closed before the
+	// next fetch are no births; no fetched snapshot showed them either.
+	// They count once, from the poll where they turned TIME_WAIT.
+	open := func(n int) []net.Conn {
+		var out []net.Conn
+		for i := 0; i < n; i++ {
+			var conn net.Conn
+			inNetNS(t, p.cliNS, func() (err error) {
+				conn, err = net.DialTimeout("tcp4", pairClusterIP+":80", 5*time.Second)
+				return err
+			})
+			out = append(out, conn)
+		}
+		return out
+	}
+	closeAll := func(conns []net.Conn) {
+		for _, conn := range conns {
+			port := conn.LocalAddr().(*net.TCPAddr).Port
+			conn.Close()
+			waitState(t, p.cliNS, "time-wait", fmt.Sprintf("sport = :%d", port))
+		}
+	}
+	unseen := open(3)
+	restarted.Poll() // ESTABLISHED: not fetched
+	closeAll(unseen)
+	restarted.Poll()
+	total += 3
+	refresh(total, "3 connections seen open by a poll no fetch took, then closed")
+	if d := detail(); !strings.Contains(d, "0 closed births and 3 closed connections no fetch had seen") {
+		t.Errorf("detail %q, want 3 closed connections no fetch had seen", d)
+	}
+	// A connection a fetch did see (counted live there) is not counted again
+	// when it closes.
+	seenOpen := open(2)
+	restarted.Poll()
+	total += 2
+	refresh(total, "2 connections open at a fetch")
+	closeAll(seenOpen)
+	restarted.Poll()
+	refresh(total, "the 2 fetched connections closed")
 }

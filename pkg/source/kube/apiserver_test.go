@@ -86,7 +86,9 @@ type fixedSnapshot struct{ snap *api.Snapshot }
 
 func (f *fixedSnapshot) Last() *api.Snapshot { return f.snap }
 
-func (f *fixedSnapshot) Births(after, through uint64) ([]api.PollBirths, uint64) { return nil, 0 }
+func (f *fixedSnapshot) Births(after, through, sampled uint64) ([]api.PollBirths, uint64) {
+	return nil, 0
+}
 
 type cluster struct {
 	t     *testing.T

@@ -13,16 +13,17 @@ import (
 
 // ConvertStats says what became of the rows of a set of snapshots.
 type ConvertStats struct {
-	Counted        int // connection rows counted on an edge
-	ClosedBirths   int // connections counted from closedSinceLastPoll
-	BirthPolls     int // agent polls whose births were applied
-	Duplicates     int // rows already counted from the other end
-	ClosingSides   int // live rows of connections whose other end is in TIME_WAIT (counted there)
-	Noise          int // loopback, node-to-pod (kubelet probes, SNAT), self-calls
-	TimeWait       int // TIME_WAIT rows skipped (only closed births count them)
-	UnknownLocal   int // namespaces that are no known pod (host network included)
-	EdgesPerPoll   int // distinct (edge, poll) pairs recorded
-	ResolvedRemote int
+	Counted         int // connection rows counted on an edge
+	ClosedBirths    int // connections counted from the births' closed flows
+	ClosedUnsampled int // closed connections no fetched snapshot showed (closedUnsampled)
+	BirthPolls      int // agent polls whose births were applied
+	Duplicates      int // rows already counted from the other end
+	ClosingSides    int // live rows of connections whose other end is in TIME_WAIT (counted there)
+	Noise           int // loopback, node-to-pod (kubelet probes, SNAT), self-calls
+	TimeWait        int // TIME_WAIT rows skipped (only closed births count them)
+	UnknownLocal    int // namespaces that are no known pod (host network included)
+	EdgesPerPoll    int // distinct (edge, poll) pairs recorded
+	ResolvedRemote  int
 }
 
 // connKey is the server side of one connection after DNAT: the client's
@@ -49,7 +50,8 @@ type edgeAt struct {
 //     targetPort;
 //   - TIME_WAIT rows are skipped; the snapshot's Births (every agent poll
 //     since the previous fetch) count connections born and closed between
-//     two agent polls, each at its poll's time;
+//     two agent polls, and connections closed that were seen only by agent
+//     polls after the last fetch (closedUnsampled), each at its poll's time;
 //   - a connection one end of which is in TIME_WAIT is closed: the other
 //     end's row (CLOSE_WAIT, LAST_ACK, FIN_WAIT*) is not counted as live, so
 //     a connection counted as a birth from its TIME_WAIT end is not counted
@@ -168,25 +170,6 @@ func AddSnapshots(b *store.Batch, x *Index, snaps []*api.Snapshot) ConvertStats 
 			add(model.EdgeKey{Source: l.id, Target: t.ID}, l.at, 1, EdgeInfoFor(t))
 		}
 	}
-	for _, l := range births {
-		for _, f := range l.ns.Closed {
-			if f.Direction != api.Outbound || f.ClosedSinceLastPoll <= 0 {
-				continue
-			}
-			rip, err := netip.ParseAddr(f.Remote.IP)
-			if err != nil {
-				continue
-			}
-			t, ok := x.Resolve(rip, f.Remote.Port)
-			if !ok || t.ID == l.id {
-				st.Noise++
-				continue
-			}
-			remember(t)
-			st.ClosedBirths += f.ClosedSinceLastPoll
-			add(model.EdgeKey{Source: l.id, Target: t.ID}, l.at, uint64(f.ClosedSinceLastPoll), EdgeInfoFor(t))
-		}
-	}
 	// Pass 2: inbound rows complete what no client-side agent reported.
 	serverInfo := func(pod *corev1.Pod, id string, port uint16) model.EdgeInfo {
 		t := Target{ID: id, Kind: model.KindService, Namespace: pod.Namespace, Pod: pod}
@@ -231,23 +214,54 @@ func AddSnapshots(b *store.Batch, x *Index, snaps []*api.Snapshot) ConvertStats 
 			add(model.EdgeKey{Source: client.ID, Target: l.id}, l.at, 1, serverInfo(l.pod, l.id, c.Local.Port))
 		}
 	}
+	// Closed connections (born and closed between two agent polls, or seen
+	// only by polls no fetch took), each at its poll's time. They carry no
+	// ports to dedupe on; the closing set above keeps the other end's rows
+	// from counting them again.
 	for _, l := range births {
-		for _, f := range l.ns.Closed {
-			if f.Direction != api.Inbound || f.ClosedSinceLastPoll <= 0 {
-				continue
+		for i, flows := range [][]api.Flow{l.ns.Closed, l.ns.ClosedUnsampled} {
+			for _, f := range flows {
+				n := f.ClosedSinceLastPoll
+				if n <= 0 {
+					continue
+				}
+				var edge model.EdgeKey
+				var info model.EdgeInfo
+				switch f.Direction {
+				case api.Outbound:
+					rip, err := netip.ParseAddr(f.Remote.IP)
+					if err != nil {
+						continue
+					}
+					t, ok := x.Resolve(rip, f.Remote.Port)
+					if !ok || t.ID == l.id {
+						st.Noise++
+						continue
+					}
+					remember(t)
+					edge, info = model.EdgeKey{Source: l.id, Target: t.ID}, EdgeInfoFor(t)
+				case api.Inbound:
+					rip, ok := inboundClient(f.Remote.IP, x, &st)
+					if !ok {
+						continue
+					}
+					client, ok := x.Resolve(rip, 0)
+					if !ok || client.ID == l.id {
+						st.Noise++
+						continue
+					}
+					remember(client)
+					edge, info = model.EdgeKey{Source: client.ID, Target: l.id}, serverInfo(l.pod, l.id, f.Local.Port)
+				default:
+					continue
+				}
+				if i == 0 {
+					st.ClosedBirths += n
+				} else {
+					st.ClosedUnsampled += n
+				}
+				add(edge, l.at, uint64(n), info)
 			}
-			rip, ok := inboundClient(f.Remote.IP, x, &st)
-			if !ok {
-				continue
-			}
-			client, ok := x.Resolve(rip, 0)
-			if !ok || client.ID == l.id {
-				st.Noise++
-				continue
-			}
-			remember(client)
-			st.ClosedBirths += f.ClosedSinceLastPoll
-			add(model.EdgeKey{Source: client.ID, Target: l.id}, l.at, uint64(f.ClosedSinceLastPoll), serverInfo(l.pod, l.id, f.Local.Port))
 		}
 	}
 	for k, n := range counts {

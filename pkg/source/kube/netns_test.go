@@ -272,7 +272,7 @@ func TestRealAgentThroughClusterIP(t *testing.T) {
 }
 
 func birthsOf(ag *agent.Agent, after, through uint64) []api.PollBirths {
-	polls, _ := ag.Births(after, through)
+	polls, _ := ag.Births(after, through, after)
 	return polls
 }
 
