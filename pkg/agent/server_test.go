@@ -301,16 +301,18 @@ func TestServerBirthsAfter(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		query       string
+		sampled     uint64
 		after, gap  uint64
 		polls       []uint64
 		total       int
 		description string
 	}{
-		{"", 9, 0, []uint64{10}, 4, "no query: the last poll only"},
-		{"?after=7&epoch=run-2", 7, 0, []uint64{8, 10}, 7, "after a poll of this run"},
-		{"?after=10&epoch=run-2", 10, 0, nil, 0, "nothing new"},
-		{"?after=2&epoch=run-2", 2, 2, []uint64{5, 7, 8, 10}, 10, "polls 3 and 4 were dropped: gap 2"},
-		{"?after=7&epoch=run-1", 0, 4, []uint64{5, 7, 8, 10}, 10, "another run: from its first poll; 1..4 dropped"},
+		{"", 9, 9, 0, []uint64{10}, 4, "no query: the last poll only"},
+		{"?after=7&epoch=run-2", 7, 7, 0, []uint64{8, 10}, 7, "after a poll of this run"},
+		{"?after=7&epoch=run-2&sampled=9", 9, 7, 0, []uint64{8, 10}, 7, "rows applied up to a later poll"},
+		{"?after=10&epoch=run-2", 10, 10, 0, nil, 0, "nothing new"},
+		{"?after=2&epoch=run-2", 2, 2, 2, []uint64{5, 7, 8, 10}, 10, "polls 3 and 4 were dropped: gap 2"},
+		{"?after=7&epoch=run-1&sampled=7", 0, 0, 4, []uint64{5, 7, 8, 10}, 10, "another run: from its first poll; 1..4 dropped"},
 	} {
 		code, b, msg := ask(tc.query)
 		if code != 200 {
@@ -318,16 +320,19 @@ func TestServerBirthsAfter(t *testing.T) {
 			continue
 		}
 		got, total := seqs(b)
-		if b.After != tc.after || b.Through != 10 || b.Oldest != 5 || b.Gap != tc.gap || b.More || !slices.Equal(got, tc.polls) || total != tc.total {
+		if b.After != tc.after || b.Sampled != tc.sampled || b.Through != 10 || b.Oldest != 5 || b.Gap != tc.gap || b.More || !slices.Equal(got, tc.polls) || total != tc.total {
 			t.Errorf("%s: births after=%d through=%d oldest=%d gap=%d more=%v polls=%v total=%d; want after=%d gap=%d polls=%v total=%d",
 				tc.description, b.After, b.Through, b.Oldest, b.Gap, b.More, got, total, tc.after, tc.gap, tc.polls, tc.total)
 		}
 	}
 	for query, want := range map[string]string{
-		"?after=11&epoch=run-2": "beyond the last poll 10",
-		"?after=x&epoch=run-2":  "after: want a poll sequence number",
-		"?after=3":              "after and epoch go together",
-		"?epoch=run-2":          "after and epoch go together",
+		"?after=11&epoch=run-2":           "beyond the last poll 10",
+		"?after=7&epoch=run-2&sampled=11": "beyond the last poll 10",
+		"?after=7&epoch=run-2&sampled=-1": "sampled: want a poll sequence number",
+		"?sampled=3":                      "after and epoch go together",
+		"?after=x&epoch=run-2":            "after: want a poll sequence number",
+		"?after=3":                        "after and epoch go together",
+		"?epoch=run-2":                    "after and epoch go together",
 	} {
 		if code, _, msg := ask(query); code != http.StatusBadRequest || !strings.Contains(msg, want) {
 			t.Errorf("%s: status %d %q, want 400 with %q", query, code, msg, want)
