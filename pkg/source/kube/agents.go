@@ -148,13 +148,23 @@ func (s *Source) Refresh(ctx context.Context) error {
 		if births.Gap > 0 {
 			gaps = append(gaps, fmt.Sprintf("agent %s: births of %d polls (%d..%d) were dropped before this fetch (agent -births-retention)", r.addr, births.Gap, births.After+1, births.After+births.Gap))
 		}
-		if known && run.epoch == snap.Epoch && run.seq == snap.Seq {
+		next := agentRun{epoch: snap.Epoch, seq: snap.Seq, through: births.Through, listed: now}
+		sameRun := known && run.epoch == snap.Epoch
+		switch {
+		case sameRun && run.seq == snap.Seq:
 			// No new poll since the last fetch: its rows were counted.
-			cp := *snap
-			cp.Namespaces = nil
-			snap = &cp
+			snap = withoutRows(snap)
+		case births.More:
+			// The births stop short of the snapshot: its rows wait until they
+			// catch up, so that "sampled" (the last rows applied) stays
+			// before every poll whose closed connections are still to come.
+			snap = withoutRows(snap)
+			next.seq = 0
+			if sameRun {
+				next.seq = run.seq
+			}
 		}
-		s.agentRuns[r.addr] = agentRun{epoch: r.snap.Epoch, seq: r.snap.Seq, through: births.Through, listed: now}
+		s.agentRuns[r.addr] = next
 		snaps = append(snaps, snap)
 	}
 	for addr, run := range s.agentRuns {
@@ -177,6 +187,12 @@ func (s *Source) Refresh(ctx context.Context) error {
 	}
 	s.store.ReportSuccess(model.SourceNetwork, s.now(), detail)
 	return nil
+}
+
+func withoutRows(snap *api.Snapshot) *api.Snapshot {
+	cp := *snap
+	cp.Namespaces = nil
+	return &cp
 }
 
 // fetch gets an agent's last snapshot with the births since the poll
