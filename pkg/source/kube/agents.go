@@ -18,6 +18,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/livemap/servicemap/pkg/agent/api"
 	"github.com/livemap/servicemap/pkg/config"
@@ -50,6 +51,44 @@ func (s *Source) Agents() []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// agentsChecked bounds how many agents Check fetches from: they share the
+// token and TLS settings, so a few show a wrong one.
+const agentsChecked = 3
+
+// checkAgents fetches a snapshot (without applying it) from the static
+// agents and the running agent pods (listed through the API, as Check may
+// run before the informers sync), at most agentsChecked of them, so a
+// wrong token, CA or server name shows at "Save & test".
+func (s *Source) checkAgents(ctx context.Context) error {
+	addrs := slices.Clone(s.settings.Kube.StaticAgents)
+	if ns := s.settings.Kube.AgentNamespace; ns != "" {
+		pods, err := s.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: s.selector.String()})
+		if err != nil {
+			return fmt.Errorf("kubernetes: listing agent pods in %q: %w", ns, err)
+		}
+		for _, p := range pods.Items {
+			if p.Status.PodIP != "" && p.Status.Phase == corev1.PodRunning {
+				addrs = append(addrs, net.JoinHostPort(p.Status.PodIP, strconv.Itoa(s.settings.Kube.AgentPort)))
+			}
+		}
+	}
+	slices.Sort(addrs)
+	addrs = slices.Compact(addrs)
+	errs := make([]error, min(len(addrs), agentsChecked))
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.fetch(ctx, addrs[i], agentRun{}, false); err != nil {
+				errs[i] = fmt.Errorf("agent %s: %w", addrs[i], err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // agentRun is what the source remembers of one agent between refreshes.

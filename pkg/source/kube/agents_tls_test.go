@@ -115,6 +115,20 @@ func TestAgentTLS(t *testing.T) {
 			}
 		})
 	}
+	// "Save & test" (Check) fetches from the agents with the same settings.
+	for _, tc := range []struct {
+		ca      []byte
+		wantErr string
+	}{{ca.PEM, ""}, {other.PEM, "agent " + byIP + ": TLS: the agent's certificate is not signed by the CA in secureJsonData agentCACert"}} {
+		src, err := agentSource(t, map[string]any{"staticAgents": []string{byIP}}, map[string]string{"agentToken": "agent-secret", "agentCACert": string(tc.ca)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = src.checkAgents(ctx)
+		if (tc.wantErr == "" && err != nil) || (tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr))) {
+			t.Errorf("checkAgents = %v, want %q", err, tc.wantErr)
+		}
+	}
 	if _, err := agentSource(t, nil, map[string]string{"agentCACert": "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n"}); err == nil || !strings.Contains(err.Error(), "agentCACert") {
 		t.Errorf("a CA that is no certificate: %v", err)
 	}

@@ -291,7 +291,12 @@ func TestSourceAgainstRealAPIServer(t *testing.T) {
 	c.must(src.WaitForSync(syncCtx))
 	syncCancel()
 	t.Logf("informers synced with the restricted token in %v", time.Since(begin).Round(time.Millisecond))
-	c.must(src.Check(ctx))
+	// Check lists every resource with the restricted token, then fetches
+	// from the agents: the live one (found as a pod) answers, the dead
+	// static one is named.
+	if err := src.Check(ctx); err == nil || !strings.Contains(err.Error(), "agent "+deadAddr+":") || strings.Contains(err.Error(), "127.0.0.1:"+hsPort+":") {
+		t.Errorf("Check = %v, want only the dead agent %s named", err, deadAddr)
+	}
 
 	// The same token may not read secrets.
 	restricted := kubernetes.NewForConfigOrDie(kc.ConfigForToken(kc.RestrictedToken()))

@@ -256,7 +256,8 @@ func (s *Source) DeclaredEdges() []model.EdgeKey {
 }
 
 // Check verifies that the API server answers and that every resource the
-// informers watch may be listed; the error names the first one refused.
+// informers watch may be listed (the error names the first one refused),
+// then that a few agents answer with the settings' token and TLS.
 func (s *Source) Check(ctx context.Context) error {
 	namespaces := s.settings.Kube.Namespaces
 	if len(namespaces) == 0 {
@@ -291,7 +292,7 @@ func (s *Source) Check(ctx context.Context) error {
 	if _, err := c.CoreV1().Namespaces().List(ctx, one); err != nil {
 		return fmt.Errorf("kubernetes: listing namespaces: %w", err)
 	}
-	return nil
+	return s.checkAgents(ctx)
 }
 
 // Close stops the informers.
