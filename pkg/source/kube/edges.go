@@ -140,7 +140,7 @@ func AddSnapshots(b *store.Batch, x *Index, snaps []*api.Snapshot) ConvertStats 
 			}
 		}
 	}
-	// Pass 1: outbound rows and outbound closed flows.
+	// Pass 1: outbound rows.
 	for _, l := range locals {
 		for _, c := range l.ns.Connections {
 			if c.Direction != api.Outbound {
