@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -51,6 +52,9 @@ func run(ctx context.Context, args []string, logOut io.Writer, ready chan<- stri
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	tcp := fs.Bool("tcp", true, "poll TCP tables (false: gateway access logs only, runs unprivileged)")
 	gw := gatewayFlags(fs)
+	birthsRetention := fs.Duration("births-retention", 10*time.Minute, "how long each poll's closed births are held for GET /v1/snapshot?after=")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate file: serve HTTPS (with -tls-key; reloaded when it changes)")
+	tlsKey := fs.String("tls-key", "", "PEM private key file of -tls-cert")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -82,6 +86,12 @@ func run(ctx context.Context, args []string, logOut io.Writer, ready chan<- stri
 	if *interval <= 0 {
 		return errors.New("-poll-interval must be positive")
 	}
+	if *birthsRetention <= 0 {
+		return errors.New("-births-retention must be positive")
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return errors.New("-tls-cert and -tls-key go together")
+	}
 	nodeName := *node
 	if nodeName == "" {
 		nodeName = os.Getenv("NODE_NAME")
@@ -92,7 +102,7 @@ func run(ctx context.Context, args []string, logOut io.Writer, ready chan<- stri
 
 	a := agent.New(agent.Config{
 		ProcRoot: *procRoot, Node: nodeName, Method: m, PollInterval: *interval,
-		MaxPIDsPerNamespace: *maxPIDs, Logger: log,
+		MaxPIDsPerNamespace: *maxPIDs, BirthsRetention: *birthsRetention, Logger: log,
 	})
 	var src agent.SnapshotSource
 	if *tcp {
@@ -117,6 +127,14 @@ func run(ctx context.Context, args []string, logOut io.Writer, ready chan<- stri
 	if err != nil {
 		return err
 	}
+	if *tlsCert != "" {
+		certs, err := agent.LoadCertFiles(*tlsCert, *tlsKey, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		ln = tls.NewListener(ln, certs.TLSConfig())
+	}
 	hs := &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -124,10 +142,13 @@ func run(ctx context.Context, args []string, logOut io.Writer, ready chan<- stri
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    16 << 10,
+		// TLS handshake failures (a client with the wrong CA) go to the JSON log.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	log.Info("starting", "listen", ln.Addr().String(), "node", nodeName, "procRoot", *procRoot,
 		"pollInterval", interval.String(), "method", string(m), "maxResponseBytes", *maxBytes,
-		"tcp", *tcp, "accessLogs", gw.paths)
+		"tcp", *tcp, "accessLogs", gw.paths,
+		"tls", *tlsCert != "", "birthsRetention", birthsRetention.String())
 
 	pollCtx, cancelPoll := context.WithCancel(ctx)
 	pollDone := make(chan struct{}, 2)

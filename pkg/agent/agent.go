@@ -6,14 +6,18 @@
 package agent
 
 import (
+	"cmp"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -57,6 +61,10 @@ type Config struct {
 	PollInterval time.Duration
 	// MaxPIDsPerNamespace bounds Namespace.PIDs (default 5).
 	MaxPIDsPerNamespace int
+	// BirthsRetention is how long the closed births of each poll are held
+	// for clients that fetch less often than the agent polls (default 10m;
+	// rounded up to whole polls).
+	BirthsRetention time.Duration
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -72,8 +80,27 @@ type Agent struct {
 	seq      uint64
 	buf      []byte
 
-	mu   sync.RWMutex
-	last *api.Snapshot
+	epoch string
+
+	mu     sync.RWMutex
+	last   *api.Snapshot
+	births []heldPoll // one entry per poll, oldest first, at most keep
+	keep   int
+}
+
+// heldPoll is what one poll leaves for later fetches: its births, and the
+// connections that turned TIME_WAIT in it with the poll that first saw
+// each (so a fetch can tell which ones it never had in a snapshot).
+type heldPoll struct {
+	api.PollBirths // Namespaces: every namespace with births or ended connections
+	ended          [][]endedFlow
+}
+
+// endedFlow counts connections of one flow that turned TIME_WAIT in a poll
+// after being seen in another state since poll first.
+type endedFlow struct {
+	api.Flow
+	first uint64
 }
 
 // tuple is a connection's 4-tuple as a flat comparable key (hashes faster
@@ -90,8 +117,15 @@ func mkTuple(l, r netip.AddrPort) (t tuple) {
 }
 
 type nsPrev struct {
-	tuples   map[tuple]struct{}
+	tuples   map[tuple]seen
 	counters api.NSCounters
+	ended    []endedFlow // of this poll, for the held poll
+}
+
+// seen is what the next poll needs to know of a connection row.
+type seen struct {
+	first    uint64 // the poll that first showed the 4-tuple
+	timeWait bool
 }
 
 // New returns an Agent with defaults filled in.
@@ -115,7 +149,75 @@ func New(cfg Config) *Agent {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Agent{cfg: cfg, prev: map[uint64]*nsPrev{}}
+	if cfg.BirthsRetention <= 0 {
+		cfg.BirthsRetention = 10 * time.Minute
+	}
+	keep := int((cfg.BirthsRetention + cfg.PollInterval - 1) / cfg.PollInterval)
+	return &Agent{cfg: cfg, prev: map[uint64]*nsPrev{}, epoch: newEpoch(), keep: max(keep, 1)}
+}
+
+// newEpoch is random, so two runs of the agent never share one (a restart
+// resets Seq).
+func newEpoch() string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return strconv.FormatInt(time.Now().UnixNano(), 36)
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// Epoch identifies this agent run (see api.Snapshot.Epoch).
+func (a *Agent) Epoch() string { return a.epoch }
+
+// Births returns the held polls with after < Seq <= through that had
+// births, or connections first seen after poll sampled that turned
+// TIME_WAIT (ClosedUnsampled), oldest first, and the oldest poll still held
+// (0 before the first poll). The caller must not modify them.
+func (a *Agent) Births(after, through, sampled uint64) ([]api.PollBirths, uint64) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if len(a.births) == 0 {
+		return nil, 0
+	}
+	var out []api.PollBirths
+	for _, p := range a.births {
+		if p.Seq <= after || p.Seq > through {
+			continue
+		}
+		q := p.PollBirths
+		q.Namespaces = nil
+		for i, ns := range p.Namespaces {
+			ns.ClosedUnsampled = unsampled(p.ended[i], sampled)
+			if len(ns.Closed) > 0 || len(ns.ClosedUnsampled) > 0 {
+				q.Namespaces = append(q.Namespaces, ns)
+			}
+		}
+		if len(q.Namespaces) > 0 {
+			out = append(out, q)
+		}
+	}
+	return out, a.births[0].Seq
+}
+
+// unsampled sums, per flow, the ended connections first seen after sampled.
+func unsampled(ended []endedFlow, sampled uint64) []api.Flow {
+	var out []api.Flow
+	for _, e := range ended { // sorted by flow, so one flow's entries are adjacent
+		if e.first <= sampled {
+			continue
+		}
+		if n := len(out); n > 0 && sameFlow(out[n-1], e.Flow) {
+			out[n-1].ClosedSinceLastPoll += e.ClosedSinceLastPoll
+			continue
+		}
+		out = append(out, e.Flow)
+	}
+	return out
+}
+
+func sameFlow(x, y api.Flow) bool {
+	x.ClosedSinceLastPoll, y.ClosedSinceLastPoll = 0, 0
+	return x == y
 }
 
 // Config returns the effective configuration.
@@ -187,7 +289,8 @@ func (a *Agent) Poll() *api.Snapshot {
 	slices.Sort(inodes)
 
 	snap := &api.Snapshot{
-		SchemaVersion: 1,
+		SchemaVersion: api.SchemaVersion,
+		Epoch:         a.epoch,
 		Node:          a.cfg.Node,
 		TakenAt:       start.UTC(),
 		PollSeconds:   a.cfg.PollInterval.Seconds(),
@@ -241,8 +344,24 @@ func (a *Agent) Poll() *api.Snapshot {
 		Methods:          methods,
 		Errors:           total,
 	}
+	births := heldPoll{PollBirths: api.PollBirths{Seq: snap.Seq, TakenAt: snap.TakenAt, SincePreviousSeconds: snap.SincePreviousSeconds}}
+	for _, ns := range snap.Namespaces {
+		ended := next[ns.Inode].ended
+		if len(ns.Closed) > 0 || len(ended) > 0 {
+			births.Namespaces = append(births.Namespaces, api.NamespaceBirths{
+				Inode: ns.Inode, PodUID: ns.PodUID, HostNetwork: ns.HostNetwork, IPs: ns.IPs, Closed: ns.Closed,
+			})
+			births.ended = append(births.ended, ended)
+		}
+		next[ns.Inode].ended = nil
+	}
 	a.mu.Lock()
 	a.last = snap
+	if len(a.births) == a.keep {
+		a.births[0] = heldPoll{} // let the dropped poll's slices go
+		a.births = a.births[1:]
+	}
+	a.births = append(a.births, births)
 	a.mu.Unlock()
 	return snap
 }
@@ -300,9 +419,9 @@ func (a *Agent) readNamespace(e *nsEntry, errs errCounts) (api.Namespace, *nsPre
 
 	prev := a.prev[e.inode]
 	ns.FirstSeen = prev == nil
-	cur := &nsPrev{tuples: make(map[tuple]struct{}, len(rows)), counters: ns.Counters}
+	cur := &nsPrev{tuples: make(map[tuple]seen, len(rows)), counters: ns.Counters}
 	cur.counters.Delta = nil
-	classify(&ns, rows, prev, cur)
+	classify(&ns, rows, prev, cur, a.seq+1)
 	if prev != nil && prev.counters.Valid && ns.Counters.Valid {
 		ns.Counters.Delta = counterDelta(prev.counters, ns.Counters, ns.NewConnections)
 	}
@@ -487,8 +606,10 @@ func counterDelta(prev, cur api.NSCounters, newConns int) *api.CounterDelta {
 }
 
 // classify fills Listeners, Connections, Closed and NewConnections of ns
-// from the raw rows, and records the 4-tuples in cur for the next poll.
-func classify(ns *api.Namespace, rows []sockRow, prev, cur *nsPrev) {
+// from the raw rows of poll seq, records the 4-tuples in cur for the next
+// poll, and in cur.ended the connections that turned TIME_WAIT since the
+// previous poll after being seen in another state.
+func classify(ns *api.Namespace, rows []sockRow, prev, cur *nsPrev, seq uint64) {
 	listen := make(map[netip.AddrPort]struct{})
 	listeners := make([]sockRow, 0, 8)
 	conns := make([]sockRow, 0, len(rows))
@@ -521,6 +642,16 @@ func classify(ns *api.Namespace, rows []sockRow, prev, cur *nsPrev) {
 		})
 	}
 	var closed map[api.Flow]int
+	var ended map[endedFlow]int
+	flow := func(r sockRow, dir string) api.Flow {
+		f := api.Flow{Direction: dir, Local: endpoint(r.Local), Remote: endpoint(r.Remote)}
+		if dir == api.Outbound {
+			f.Local.Port = 0
+		} else {
+			f.Remote.Port = 0
+		}
+		return f
+	}
 	ns.Connections = make([]api.Conn, 0, len(conns))
 	for _, r := range conns {
 		dir := api.Outbound
@@ -528,26 +659,31 @@ func classify(ns *api.Namespace, rows []sockRow, prev, cur *nsPrev) {
 			dir = api.Inbound
 		}
 		t := mkTuple(r.Local, r.Remote)
-		cur.tuples[t] = struct{}{}
-		isNew := false
+		tw := r.State == tcpTimeWait
+		before, wasSeen := seen{}, false
 		if prev != nil {
-			_, seen := prev.tuples[t]
-			isNew = !seen
+			before, wasSeen = prev.tuples[t]
+		}
+		isNew := prev != nil && !wasSeen
+		first := seq
+		if wasSeen {
+			first = before.first
+		}
+		cur.tuples[t] = seen{first: first, timeWait: tw}
+		switch {
+		case isNew && tw:
+			if closed == nil {
+				closed = map[api.Flow]int{}
+			}
+			closed[flow(r, dir)]++
+		case wasSeen && tw && !before.timeWait:
+			if ended == nil {
+				ended = map[endedFlow]int{}
+			}
+			ended[endedFlow{Flow: flow(r, dir), first: first}]++
 		}
 		if isNew {
 			ns.NewConnections++
-			if r.State == tcpTimeWait {
-				if closed == nil {
-					closed = map[api.Flow]int{}
-				}
-				f := api.Flow{Direction: dir, Local: endpoint(r.Local), Remote: endpoint(r.Remote)}
-				if dir == api.Outbound {
-					f.Local.Port = 0
-				} else {
-					f.Remote.Port = 0
-				}
-				closed[f]++
-			}
 		}
 		ns.Connections = append(ns.Connections, api.Conn{
 			Local:     endpoint(r.Local),
@@ -563,6 +699,14 @@ func classify(ns *api.Namespace, rows []sockRow, prev, cur *nsPrev) {
 	}
 	slices.SortFunc(ns.Closed, func(x, y api.Flow) int {
 		return strings.Compare(flowKey(x), flowKey(y))
+	})
+	cur.ended = nil
+	for e, n := range ended {
+		e.ClosedSinceLastPoll = n
+		cur.ended = append(cur.ended, e)
+	}
+	slices.SortFunc(cur.ended, func(x, y endedFlow) int {
+		return cmp.Or(strings.Compare(flowKey(x.Flow), flowKey(y.Flow)), cmp.Compare(x.first, y.first))
 	})
 }
 

@@ -296,9 +296,24 @@ func TestAgentRealNamespaces(t *testing.T) {
 		t.Fatalf("over HTTP:\n%s", d)
 	}
 	local, _ := EncodeBounded(second, DefaultMaxResponseBytes)
-	if !bytes.Equal(body, local) {
+	snapBody, births := splitBirths(t, body)
+	if !bytes.Equal(snapBody, local) {
 		t.Errorf("HTTP body differs from the library snapshot")
 	}
+	// Without after/epoch, the births are the last poll's: A's TIME_WAIT.
+	if births.After != second.Seq-1 || births.Through != second.Seq || len(births.Polls) != 1 ||
+		births.Polls[0].Seq != second.Seq || !reflect.DeepEqual(closedOf(births.Polls[0], s.a.inode), findNS(second, s.a.inode)[0].Closed) {
+		t.Errorf("births %+v, want the second poll's closed flows of A", births)
+	}
+}
+
+func closedOf(p api.PollBirths, inode uint64) []api.Flow {
+	for _, ns := range p.Namespaces {
+		if ns.Inode == inode {
+			return ns.Closed
+		}
+	}
+	return nil
 }
 
 // TestNetlinkAndProcAgree reads the same namespaces with sock_diag and

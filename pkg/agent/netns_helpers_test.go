@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livemap/servicemap/internal/testenv"
 	testnetns "github.com/livemap/servicemap/internal/testenv/netns"
 )
 
@@ -30,10 +31,10 @@ import (
 func requireNetNS(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
+		testenv.Missing(t, "needs root for network namespaces")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs iproute2 (ip)")
+		testenv.Missing(t, "needs iproute2 (ip)")
 	}
 }
 
@@ -232,7 +233,7 @@ func ensureIPTables(t testing.TB) {
 		return
 	}
 	if _, err := exec.LookPath("apt-get"); err != nil {
-		t.Skip("iptables missing and no apt-get")
+		testenv.Missing(t, "iptables missing and no apt-get")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -240,7 +241,7 @@ func ensureIPTables(t testing.TB) {
 	if err != nil {
 		out2, _ := exec.CommandContext(ctx, "sh", "-c", "apt-get update && apt-get install -y iptables").CombinedOutput()
 		if _, err := exec.LookPath("iptables"); err != nil {
-			t.Skipf("cannot install iptables: %v\n%s\n%s", err, out, out2)
+			testenv.Missing(t, "cannot install iptables: %v\n%s\n%s", err, out, out2)
 		}
 	}
 }

@@ -3,14 +3,17 @@ package agent
 import (
 	"bytes"
 	"cmp"
-	"compress/gzip"
+	"compress/flate"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +27,10 @@ const DefaultMaxResponseBytes = 16 << 20
 // SnapshotSource is what the server serves; *Agent implements it.
 type SnapshotSource interface {
 	Last() *api.Snapshot
+	// Births returns the held per-poll births in (after, through] that
+	// have any (with the connections closed there that were first seen
+	// after sampled), oldest first, and the oldest poll held.
+	Births(after, through, sampled uint64) ([]api.PollBirths, uint64)
 }
 
 // Server serves GET /v1/snapshot (bearer token) and GET /healthz.
@@ -39,8 +46,8 @@ type Server struct {
 
 	mu      sync.Mutex
 	cached  *api.Snapshot // snapshot the encodings below belong to
-	encoded []byte
-	gzipped []byte // encoded, gzip-compressed (made on first request that accepts gzip)
+	encoded []byte        // the bounded JSON without its closing "}\n"
+	gzipped *gzipHead     // encoded, compressed (made on the first request that accepts gzip)
 	encErr  error
 }
 
@@ -93,19 +100,94 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no snapshot yet", http.StatusServiceUnavailable)
 		return
 	}
+	births, err := s.births(snap, r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	gz := acceptsGzip(r)
-	body, err := s.encode(snap, gz)
+	plain, zhead, err := s.encode(snap, gz)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
+	}
+	// The cached snapshot JSON lacks its closing brace; the births of this
+	// request complete it. Compressed, the cached deflate blocks of the
+	// snapshot are continued by the births' blocks in one gzip stream.
+	tail, err := marshal(births)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	tail = append(append([]byte(`,"births":`), bytes.TrimSuffix(tail, []byte("\n"))...), "}\n"...)
+	head := plain
+	if gz {
+		head, tail = zhead.data, zhead.finish(tail)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Vary", "Accept-Encoding")
 	if gz {
 		w.Header().Set("Content-Encoding", "gzip")
 	}
-	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
-	w.Write(body)
+	w.Header().Set("Content-Length", fmt.Sprint(len(head)+len(tail)))
+	w.Write(head)
+	w.Write(tail)
+}
+
+// births answers the after/epoch query parameters for snap (see package
+// api): bad input is a 400 with the reason.
+func (s *Server) births(snap *api.Snapshot, r *http.Request) (*api.Births, error) {
+	q := r.URL.Query()
+	afterS, epoch, sampledS := q.Get("after"), q.Get("epoch"), q.Get("sampled")
+	b := &api.Births{Through: snap.Seq}
+	switch {
+	case afterS == "" && epoch == "" && sampledS == "":
+		b.After = snap.Seq - 1 // the last poll only
+		b.Sampled = b.After
+	case afterS == "" || epoch == "":
+		return nil, errors.New("after and epoch go together (sampled needs both)")
+	default:
+		after, err := strconv.ParseUint(afterS, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("after: want a poll sequence number, got %q", afterS)
+		}
+		sampled := after
+		if sampledS != "" {
+			if sampled, err = strconv.ParseUint(sampledS, 10, 64); err != nil {
+				return nil, fmt.Errorf("sampled: want a poll sequence number, got %q", sampledS)
+			}
+		}
+		if epoch == snap.Epoch {
+			if after > snap.Seq || sampled > snap.Seq {
+				return nil, fmt.Errorf("after %d / sampled %d is beyond the last poll %d of epoch %s", after, sampled, snap.Seq, epoch)
+			}
+			b.After, b.Sampled = after, sampled
+		} // else: another run of the agent; count from its first poll
+	}
+	polls, oldest := s.src.Births(b.After, b.Through, b.Sampled)
+	b.Oldest = oldest
+	if oldest > b.After+1 {
+		b.Gap = oldest - b.After - 1
+	}
+	// Bound the births like the snapshot: whole polls, oldest first, at
+	// least one so a client always makes progress.
+	size := 0
+	b.Polls = polls
+	for i, p := range polls {
+		enc, err := marshal(p)
+		if err != nil {
+			return nil, err
+		}
+		size += len(enc)
+		if size > s.maxBytes && i > 0 {
+			b.Polls, b.Through, b.More = polls[:i], polls[i-1].Seq, true
+			break
+		}
+	}
+	if b.Polls == nil {
+		b.Polls = []api.PollBirths{}
+	}
+	return b, nil
 }
 
 func acceptsGzip(r *http.Request) bool {
@@ -119,31 +201,61 @@ func acceptsGzip(r *http.Request) bool {
 }
 
 // encode returns the JSON of snap within maxBytes (the bound applies to the
-// uncompressed JSON), encoding and compressing each snapshot at most once.
-func (s *Server) encode(snap *api.Snapshot, gz bool) ([]byte, error) {
+// uncompressed JSON) without its closing "}\n", and with gz its compressed
+// beginning, encoding and compressing each snapshot at most once.
+func (s *Server) encode(snap *api.Snapshot, gz bool) ([]byte, *gzipHead, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cached != snap {
 		s.encoded, s.encErr = EncodeBounded(snap, s.maxBytes)
+		if s.encErr == nil {
+			s.encoded = bytes.TrimSuffix(bytes.TrimSuffix(s.encoded, []byte("\n")), []byte("}"))
+		}
 		s.gzipped = nil
 		s.cached = snap
 	}
 	if s.encErr != nil || !gz {
-		return s.encoded, s.encErr
+		return s.encoded, nil, s.encErr
 	}
 	if s.gzipped == nil {
-		s.gzipped = gzipBytes(s.encoded)
+		s.gzipped = newGzipHead(s.encoded)
 	}
-	return s.gzipped, nil
+	return s.encoded, s.gzipped, nil
 }
 
-func gzipBytes(b []byte) []byte {
+// gzipHead is the beginning of a gzip stream (RFC 1952): the header and
+// the deflate blocks of data up to a sync flush, so any request can finish
+// it with its own final blocks (a fresh compressor's blocks refer to
+// nothing before them, which deflate allows) and the trailer's CRC-32 and
+// size of the whole. One gzip member, which every client decodes (curl
+// does not read concatenated members).
+type gzipHead struct {
+	data []byte
+	crc  uint32
+	size uint32
+}
+
+func newGzipHead(b []byte) *gzipHead {
+	buf := bytes.NewBuffer([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff}) // deflate, no flags, no mtime, OS unknown
+	fw, _ := flate.NewWriter(buf, flate.BestSpeed)
+	fw.Write(b)
+	fw.Flush() // byte-aligned, not final
+	return &gzipHead{data: buf.Bytes(), crc: crc32.ChecksumIEEE(b), size: uint32(len(b))}
+}
+
+// finish compresses tail as the stream's last blocks and adds the trailer.
+func (h *gzipHead) finish(tail []byte) []byte {
 	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-	zw.Write(b)
-	zw.Close()
+	fw, _ := flate.NewWriter(&buf, flate.BestSpeed)
+	fw.Write(tail)
+	fw.Close()
+	buf.Write(binary.LittleEndian.AppendUint32(nil, crc32.Update(h.crc, crc32.IEEETable, tail)))
+	buf.Write(binary.LittleEndian.AppendUint32(nil, h.size+uint32(len(tail))))
 	return buf.Bytes()
 }
+
+// gzipBytes compresses a whole body as one gzip member.
+func gzipBytes(b []byte) []byte { return newGzipHead(b).finish(nil) }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")

@@ -1,11 +1,15 @@
 package agent
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,9 +20,11 @@ type staticSource struct{ s *api.Snapshot }
 
 func (s staticSource) Last() *api.Snapshot { return s.s }
 
+func (staticSource) Births(after, through, sampled uint64) ([]api.PollBirths, uint64) { return nil, 0 }
+
 // bigSnapshot has two namespaces with n connections each, mixed states.
 func bigSnapshot(n int) *api.Snapshot {
-	s := &api.Snapshot{SchemaVersion: 1, Node: "n1", Seq: 7, TakenAt: time.Now().UTC(), PollSeconds: 5, Method: api.MethodNetlink}
+	s := &api.Snapshot{SchemaVersion: api.SchemaVersion, Epoch: "e1", Node: "n1", Seq: 7, TakenAt: time.Now().UTC(), PollSeconds: 5, Method: api.MethodNetlink}
 	states := []string{"ESTABLISHED", "TIME_WAIT", "SYN_SENT", "CLOSE_WAIT"}
 	for k := 0; k < 2; k++ {
 		ns := api.Namespace{Inode: uint64(4026530000 + k), PIDs: []int{100 + k}, PIDCount: 1, Method: api.MethodNetlink,
@@ -34,6 +40,21 @@ func bigSnapshot(n int) *api.Snapshot {
 		s.Namespaces = append(s.Namespaces, ns)
 	}
 	return s
+}
+
+// splitBirths splits a /v1/snapshot body into the bounded snapshot JSON (as
+// EncodeBounded makes it) and the births appended for the request.
+func splitBirths(t *testing.T, body []byte) ([]byte, *api.Births) {
+	t.Helper()
+	i := bytes.LastIndex(body, []byte(`,"births":`))
+	if i < 0 || !bytes.HasSuffix(body, []byte("}\n")) {
+		t.Fatalf("no births in the response: %.200s", body)
+	}
+	var b api.Births
+	if err := json.Unmarshal(body[i+len(`,"births":`):len(body)-2], &b); err != nil {
+		t.Fatalf("births: %v", err)
+	}
+	return append(slices.Clip(body[:i]), "}\n"...), &b
 }
 
 func get(t *testing.T, url, auth string) (int, []byte, http.Header) {
@@ -119,9 +140,13 @@ func TestServerTruncation(t *testing.T) {
 	srv, _ := NewServer(staticSource{snap}, "t", max)
 	hs := httptest.NewServer(srv.Handler())
 	defer hs.Close()
-	code, body, _ := get(t, hs.URL+"/v1/snapshot", "Bearer t")
+	code, resp, _ := get(t, hs.URL+"/v1/snapshot", "Bearer t")
+	body, births := splitBirths(t, resp)
 	if code != 200 || len(body) > max {
 		t.Fatalf("status %d, %d bytes", code, len(body))
+	}
+	if births.After != 6 || births.Through != 7 || len(births.Polls) != 0 {
+		t.Errorf("births %+v, want the last poll's (none)", births)
 	}
 	var s api.Snapshot
 	if err := json.Unmarshal(body, &s); err != nil {
@@ -182,8 +207,29 @@ func TestServerGzip(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	body, _ = splitBirths(t, body)
 	if !resp.Uncompressed || string(body) != string(plain) {
 		t.Errorf("gzip: uncompressed=%v equal=%v", resp.Uncompressed, string(body) == string(plain))
+	}
+	// One gzip member (curl and others stop after the first), read raw.
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	zr, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr.Multistream(false)
+	first, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("gzip stream: %v", err)
+	}
+	if snapPart, _ := splitBirths(t, first); string(snapPart) != string(plain) {
+		t.Errorf("the first gzip member is not the whole response")
 	}
 	// Explicitly without gzip.
 	req.Header.Set("Accept-Encoding", "identity")
@@ -193,7 +239,132 @@ func TestServerGzip(t *testing.T) {
 	}
 	body, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
+	body, _ = splitBirths(t, body)
 	if resp.Header.Get("Content-Encoding") != "" || string(body) != string(plain) {
 		t.Errorf("identity: %q", resp.Header.Get("Content-Encoding"))
+	}
+}
+
+// ringSource serves a snapshot and per-poll births as the Agent holds them:
+// one entry per poll, oldest first (polls without births are empty).
+type ringSource struct {
+	snap  *api.Snapshot
+	polls []api.PollBirths
+}
+
+func (r ringSource) Last() *api.Snapshot { return r.snap }
+
+func (r ringSource) Births(after, through, sampled uint64) ([]api.PollBirths, uint64) {
+	var out []api.PollBirths
+	for _, p := range r.polls {
+		if p.Seq > after && p.Seq <= through && len(p.Namespaces) > 0 {
+			out = append(out, p)
+		}
+	}
+	return out, r.polls[0].Seq
+}
+
+func birthPoll(seq uint64, n int) api.PollBirths {
+	p := api.PollBirths{Seq: seq}
+	if n > 0 {
+		p.Namespaces = []api.NamespaceBirths{{Inode: 1, IPs: []string{"10.244.0.2"}, Closed: []api.Flow{{
+			Direction: api.Outbound, Local: api.Endpoint{IP: "10.244.0.2"}, Remote: api.Endpoint{IP: "10.244.0.3", Port: 80}, ClosedSinceLastPoll: n}}}}
+	}
+	return p
+}
+
+// TestServerBirthsAfter: the after/epoch query returns exactly the births
+// after the client's poll, reports dropped polls and restarts, bounds the
+// answer by whole polls and refuses bad input with a reason.
+func TestServerBirthsAfter(t *testing.T) {
+	snap := bigSnapshot(1)
+	snap.Seq, snap.Epoch = 10, "run-2"
+	// Polls 5..10 held (1..4 dropped); births in 5, 7, 8 and 10.
+	src := ringSource{snap: snap, polls: []api.PollBirths{birthPoll(5, 1), birthPoll(6, 0), birthPoll(7, 2), birthPoll(8, 3), birthPoll(9, 0), birthPoll(10, 4)}}
+	srv, _ := NewServer(src, "t", 0)
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	ask := func(query string) (int, *api.Births, string) {
+		code, body, _ := get(t, hs.URL+"/v1/snapshot"+query, "Bearer t")
+		if code != 200 {
+			return code, nil, string(body)
+		}
+		_, b := splitBirths(t, body)
+		return code, b, ""
+	}
+	seqs := func(b *api.Births) (out []uint64, total int) {
+		for _, p := range b.Polls {
+			out = append(out, p.Seq)
+			total += p.Namespaces[0].Closed[0].ClosedSinceLastPoll
+		}
+		return out, total
+	}
+	for _, tc := range []struct {
+		query       string
+		sampled     uint64
+		after, gap  uint64
+		polls       []uint64
+		total       int
+		description string
+	}{
+		{"", 9, 9, 0, []uint64{10}, 4, "no query: the last poll only"},
+		{"?after=7&epoch=run-2", 7, 7, 0, []uint64{8, 10}, 7, "after a poll of this run"},
+		{"?after=7&epoch=run-2&sampled=9", 9, 7, 0, []uint64{8, 10}, 7, "rows applied up to a later poll"},
+		{"?after=10&epoch=run-2", 10, 10, 0, nil, 0, "nothing new"},
+		{"?after=2&epoch=run-2", 2, 2, 2, []uint64{5, 7, 8, 10}, 10, "polls 3 and 4 were dropped: gap 2"},
+		{"?after=7&epoch=run-1&sampled=7", 0, 0, 4, []uint64{5, 7, 8, 10}, 10, "another run: from its first poll; 1..4 dropped"},
+	} {
+		code, b, msg := ask(tc.query)
+		if code != 200 {
+			t.Errorf("%s: status %d %s", tc.description, code, msg)
+			continue
+		}
+		got, total := seqs(b)
+		if b.After != tc.after || b.Sampled != tc.sampled || b.Through != 10 || b.Oldest != 5 || b.Gap != tc.gap || b.More || !slices.Equal(got, tc.polls) || total != tc.total {
+			t.Errorf("%s: births after=%d through=%d oldest=%d gap=%d more=%v polls=%v total=%d; want after=%d gap=%d polls=%v total=%d",
+				tc.description, b.After, b.Through, b.Oldest, b.Gap, b.More, got, total, tc.after, tc.gap, tc.polls, tc.total)
+		}
+	}
+	for query, want := range map[string]string{
+		"?after=11&epoch=run-2":           "beyond the last poll 10",
+		"?after=7&epoch=run-2&sampled=11": "beyond the last poll 10",
+		"?after=7&epoch=run-2&sampled=-1": "sampled: want a poll sequence number",
+		"?sampled=3":                      "after and epoch go together",
+		"?after=x&epoch=run-2":            "after: want a poll sequence number",
+		"?after=3":                        "after and epoch go together",
+		"?epoch=run-2":                    "after and epoch go together",
+	} {
+		if code, _, msg := ask(query); code != http.StatusBadRequest || !strings.Contains(msg, want) {
+			t.Errorf("%s: status %d %q, want 400 with %q", query, code, msg, want)
+		}
+	}
+
+	// A small bound: whole polls, oldest first; the client continues from
+	// Through and gets the rest, nothing twice.
+	one, _ := json.Marshal(birthPoll(5, 1))
+	tiny := ringSource{snap: &api.Snapshot{SchemaVersion: api.SchemaVersion, Epoch: "run-2", Seq: 10}, polls: src.polls}
+	small, _ := NewServer(tiny, "t", len(one)*2+len(one)/2)
+	hs2 := httptest.NewServer(small.Handler())
+	defer hs2.Close()
+	var all []uint64
+	after := uint64(4)
+	for i := 0; i < 5; i++ {
+		code, body, _ := get(t, fmt.Sprintf("%s/v1/snapshot?after=%d&epoch=run-2", hs2.URL, after), "Bearer t")
+		if code != 200 {
+			t.Fatalf("status %d: %s", code, body)
+		}
+		_, b := splitBirths(t, body)
+		got, _ := seqs(b)
+		all = append(all, got...)
+		after = b.Through
+		if !b.More {
+			break
+		}
+		if len(got) != 2 {
+			t.Errorf("bounded answer has polls %v, want 2 whole polls", got)
+		}
+	}
+	if !slices.Equal(all, []uint64{5, 7, 8, 10}) || after != 10 {
+		t.Errorf("bounded paging gave %v through %d, want [5 7 8 10] through 10", all, after)
 	}
 }

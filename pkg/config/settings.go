@@ -3,6 +3,7 @@
 package config
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -81,6 +82,9 @@ type KubeSettings struct {
 	AgentLabelSelector string         `json:"agentLabelSelector"`
 	StaticAgents       []string       `json:"staticAgents"`
 	ExternalCIDRs      []ExternalCIDR `json:"externalCidrs"`
+	// AgentTLSServerName is the name the agents' certificate is verified
+	// against (they are reached by pod IP); default: the dialed host.
+	AgentTLSServerName string `json:"agentTLSServerName"`
 }
 
 // ExternalCIDR names addresses outside the cluster.
@@ -126,6 +130,8 @@ type Secrets struct {
 	KubeToken     string
 	KubeCACert    string
 	AgentToken    string
+	// AgentCACert (PEM) turns on HTTPS to the agents, verified against it.
+	AgentCACert string
 }
 
 var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$`)
@@ -141,7 +147,7 @@ func Parse(jsonData []byte, secure map[string]string) (*Settings, error) {
 	s.Secrets = Secrets{
 		Password: secure["password"], TLSCACert: secure["tlsCACert"], TLSClientCert: secure["tlsClientCert"],
 		TLSClientKey: secure["tlsClientKey"], KubeToken: secure["kubeToken"], KubeCACert: secure["kubeCACert"],
-		AgentToken: secure["agentToken"],
+		AgentToken: secure["agentToken"], AgentCACert: secure["agentCACert"],
 	}
 	s.defaults()
 	if err := s.validate(); err != nil {
@@ -182,7 +188,7 @@ func (s *Settings) defaults() {
 		s.Kube.Mode = "inCluster"
 	}
 	if s.Kube.AgentPort == 0 {
-		s.Kube.AgentPort = 9464
+		s.Kube.AgentPort = 9477 // the agent's default -listen port
 	}
 	if s.Gateway.Table == "" {
 		s.Gateway.Table = "gateway_logs"
@@ -278,6 +284,11 @@ func (s *Settings) validate() error {
 			return fmt.Errorf("kubernetes.agentPort: want 1..65535, got %d", s.Kube.AgentPort)
 		}
 	}
+	if s.Secrets.AgentCACert != "" {
+		if _, err := s.AgentCAPool(); err != nil {
+			return err
+		}
+	}
 	if s.Gateway.Enabled {
 		if err := s.validateGateway(); err != nil {
 			return err
@@ -294,7 +305,7 @@ func (s *Settings) validateGateway() error {
 	for i, a := range g.Agents {
 		u, err := url.Parse(a)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-			return fmt.Errorf("gateway.agents[%d]: want a base URL such as http://10.0.0.7:9464, got %q", i, a)
+			return fmt.Errorf("gateway.agents[%d]: want a base URL such as http://10.0.0.7:9477, got %q", i, a)
 		}
 		if strings.HasSuffix(strings.TrimSuffix(u.Path, "/"), "/v1/gateway") {
 			return fmt.Errorf("gateway.agents[%d]: give the agent's base URL without /v1/gateway, got %q", i, a)
@@ -349,6 +360,18 @@ func (c SLOSettings) resolve() (model.SLOs, error) {
 		out.Overrides[o.Service] = slo
 	}
 	return out, nil
+}
+
+// AgentCAPool parses secure agentCACert (nil, nil when it is not set).
+func (s *Settings) AgentCAPool() (*x509.CertPool, error) {
+	if s.Secrets.AgentCACert == "" {
+		return nil, nil
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(s.Secrets.AgentCACert)) {
+		return nil, fmt.Errorf("agentCACert: no PEM certificate in secureJsonData agentCACert")
+	}
+	return pool, nil
 }
 
 // Retention as a duration.

@@ -57,6 +57,7 @@ func TestErrorsNameTheField(t *testing.T) {
 		{`{"sslMode":"verify-full"}`, nil, "tlsCACert:"},
 		{`{}`, map[string]string{"tlsClientCert": "x"}, "tlsClientCert/tlsClientKey"},
 		{`{"tableShape":"rows"}`, nil, "tableShape:"},
+		{`{}`, map[string]string{"agentCACert": "not a certificate"}, "agentCACert:"},
 		{`{"tableShape":"calls","table":"calls; drop table x"}`, nil, "table:"},
 		{`{"tableShape":"custom","customSql":"select * from calls"}`, nil, "customSql:"},
 		{`{"retentionHours":-1}`, nil, "retentionHours:"},

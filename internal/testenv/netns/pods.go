@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/livemap/servicemap/internal/testenv"
 )
 
 // Pod is a named network namespace standing in for a pod: one address on
@@ -19,15 +21,19 @@ type Pod struct {
 	IP string
 }
 
-// RequireRoot skips the test unless it runs as root with ip and iptables.
+// RequireRoot stops the test unless it runs as root with ip and iptables:
+// a skip when run by hand, a failure under the README's test command as
+// root (testenv.Missing).
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
+		testenv.Missing(t, "needs root for network namespaces")
+		return
 	}
 	for _, bin := range []string{"ip", "iptables"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("needs %s", bin)
+			testenv.Missing(t, "needs %s", bin)
+			return
 		}
 	}
 }

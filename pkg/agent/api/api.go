@@ -2,6 +2,16 @@
 // GET /v1/snapshot. It has no dependencies beyond the standard library so the
 // data source plugin can import it to consume snapshots.
 //
+// GET /v1/snapshot?after=SEQ&epoch=EPOCH[&sampled=SEQ] adds to the last
+// snapshot the closed births (Namespace.Closed) of every poll after SEQ that
+// the agent still holds (Snapshot.Births), and the connections closed in
+// those polls that no snapshot since the client's sampled poll (default
+// after) showed, so a client that fetches less often than the agent polls
+// neither loses nor double counts them: it remembers the epoch,
+// Births.Through and the Seq of the last snapshot whose rows it applied and
+// asks with those next time. Without the parameters Births covers the last
+// poll only.
+//
 // Field semantics are documented in docs/agent.md.
 package api
 
@@ -22,8 +32,12 @@ const (
 
 // Snapshot is one poll of every network namespace of a node.
 type Snapshot struct {
-	// SchemaVersion is bumped on incompatible changes (currently 1).
+	// SchemaVersion is bumped on incompatible changes (currently 2: version
+	// 1 had no Epoch and no Births).
 	SchemaVersion int `json:"schemaVersion"`
+	// Epoch is random per agent process: Seq starts again at 1 when it
+	// changes (the agent restarted).
+	Epoch string `json:"epoch"`
 	// Node is the Kubernetes node name (NODE_NAME) or the host name.
 	Node string `json:"node"`
 	// Seq counts polls since the agent started (1 for the first).
@@ -47,6 +61,67 @@ type Snapshot struct {
 	// size limit; Truncation then says how many.
 	Truncated  bool        `json:"truncated"`
 	Truncation *Truncation `json:"truncation,omitempty"`
+	// Births are the closed births of the polls the request asked for; see
+	// the package comment. Never truncated with the connections.
+	Births *Births `json:"births,omitempty"`
+}
+
+// SchemaVersion is the Snapshot.SchemaVersion this package describes.
+const SchemaVersion = 2
+
+// Births answers the after/epoch query: the closed births of the polls in
+// (After, Through], oldest first.
+type Births struct {
+	// After is the poll the births are counted from: the request's after,
+	// or 0 when the request's epoch is not the agent's (it restarted; the
+	// births of the previous run that were not fetched are lost), or
+	// Through-1 when the request had no after.
+	After uint64 `json:"after"`
+	// Through is the last poll covered: the snapshot's Seq, unless More.
+	// The client asks next with after=Through.
+	Through uint64 `json:"through"`
+	// Sampled is the poll whose rows the client applied last (the
+	// request's sampled, else After): ClosedUnsampled counts connections
+	// first seen after it.
+	Sampled uint64 `json:"sampled"`
+	// Oldest is the oldest poll whose births the agent still holds.
+	Oldest uint64 `json:"oldest"`
+	// Gap counts polls in (After, Oldest) whose births were dropped before
+	// they were fetched (held births are bounded by the agent's
+	// -births-retention): they are lost, and reported here.
+	Gap uint64 `json:"gap,omitempty"`
+	// More is true when the response size bound stopped before the
+	// snapshot's Seq: ask again with after=Through.
+	More bool `json:"more,omitempty"`
+	// Polls in (After, Through] that had at least one birth or unsampled
+	// closed connection, ascending by Seq.
+	Polls []PollBirths `json:"polls"`
+}
+
+// PollBirths are the closed births of one poll.
+type PollBirths struct {
+	Seq     uint64    `json:"seq"`
+	TakenAt time.Time `json:"takenAt"`
+	// SincePreviousSeconds is the time the births were born in.
+	SincePreviousSeconds float64 `json:"sincePreviousSeconds"`
+	// Namespaces with at least one closed or unsampled flow, sorted by inode.
+	Namespaces []NamespaceBirths `json:"namespaces"`
+}
+
+// NamespaceBirths is Namespace.Closed of one poll with the namespace's
+// identity as of that poll (the namespace may be gone since).
+type NamespaceBirths struct {
+	Inode       uint64   `json:"inode"`
+	PodUID      string   `json:"podUID,omitempty"`
+	HostNetwork bool     `json:"hostNetwork,omitempty"`
+	IPs         []string `json:"ips"`
+	Closed      []Flow   `json:"closed"`
+	// ClosedUnsampled counts connections that turned TIME_WAIT in this
+	// poll (this side closed first) after being seen in another state by
+	// polls that all came after the request's sampled poll: connections the
+	// client never had in a fetched snapshot. ClosedSinceLastPoll is the
+	// count.
+	ClosedUnsampled []Flow `json:"closedUnsampled,omitempty"`
 }
 
 // Truncation describes connections dropped from a served snapshot.

@@ -10,7 +10,7 @@ import (
 // TestJSONShape pins the wire names the plugin depends on.
 func TestJSONShape(t *testing.T) {
 	s := Snapshot{
-		SchemaVersion: 1, Node: "n", Seq: 2, TakenAt: time.Date(2026, 11, 23, 20, 0, 0, 0, time.UTC),
+		SchemaVersion: SchemaVersion, Epoch: "e", Node: "n", Seq: 2, TakenAt: time.Date(2026, 11, 23, 20, 0, 0, 0, time.UTC),
 		PollSeconds: 5, SincePreviousSeconds: 5, Method: MethodNetlink,
 		Namespaces: []Namespace{{
 			Inode: 1, PIDs: []int{10}, PIDCount: 1, PodUID: "u", ContainerID: "c", HostNetwork: true,
@@ -25,6 +25,12 @@ func TestJSONShape(t *testing.T) {
 		Errors:     map[string]int{"proc.bad_hex": 1},
 		Truncated:  true,
 		Truncation: &Truncation{MaxBytes: 1, TotalConnections: 2, KeptConnections: 1, DroppedConnections: 1},
+		Births: &Births{After: 1, Through: 2, Sampled: 1, Oldest: 1, Gap: 1, More: true, Polls: []PollBirths{{
+			Seq: 2, TakenAt: time.Date(2026, 11, 23, 20, 0, 0, 0, time.UTC), SincePreviousSeconds: 5,
+			Namespaces: []NamespaceBirths{{Inode: 1, PodUID: "u", HostNetwork: true, IPs: []string{"10.0.0.1"},
+				Closed:          []Flow{{Direction: Outbound, Local: Endpoint{IP: "10.0.0.1"}, Remote: Endpoint{IP: "10.0.0.3", Port: 443}, ClosedSinceLastPoll: 3}},
+				ClosedUnsampled: []Flow{{Direction: Outbound, Local: Endpoint{IP: "10.0.0.1"}, Remote: Endpoint{IP: "10.0.0.3", Port: 443}, ClosedSinceLastPoll: 1}}}},
+		}}},
 	}
 	b, err := json.Marshal(s)
 	if err != nil {
@@ -45,13 +51,16 @@ func TestJSONShape(t *testing.T) {
 		got  []string
 		want []string
 	}{
-		{keys(m), sorted([]string{"schemaVersion", "node", "seq", "takenAt", "pollSeconds", "sincePreviousSeconds", "method", "namespaces", "cost", "errors", "truncated", "truncation"})},
+		{keys(m), sorted([]string{"schemaVersion", "epoch", "births", "node", "seq", "takenAt", "pollSeconds", "sincePreviousSeconds", "method", "namespaces", "cost", "errors", "truncated", "truncation"})},
 		{keys(ns), sorted([]string{"inode", "pids", "pidCount", "podUID", "containerID", "hostNetwork", "method", "firstSeen", "ips", "listeners", "connections", "closed", "newConnections", "counters"})},
 		{keys(conn), sorted([]string{"local", "remote", "state", "direction", "new"})},
 		{keys(ns["listeners"].([]any)[0]), sorted([]string{"ip", "port", "acceptQueue", "backlog"})},
 		{keys(ns["closed"].([]any)[0]), sorted([]string{"direction", "local", "remote", "closedSinceLastPoll"})},
 		{keys(ns["counters"]), sorted([]string{"valid", "activeOpens", "passiveOpens", "attemptFails", "estabResets", "currEstab", "listenOverflows", "listenDrops", "delta"})},
 		{keys(m["cost"]), sorted([]string{"wallSeconds", "cpuUserSeconds", "cpuSystemSeconds", "pidsScanned", "namespacesRead", "socketsSeen", "methods", "errors"})},
+		{keys(m["births"]), sorted([]string{"after", "through", "sampled", "oldest", "gap", "more", "polls"})},
+		{keys(m["births"].(map[string]any)["polls"].([]any)[0]), sorted([]string{"seq", "takenAt", "sincePreviousSeconds", "namespaces"})},
+		{keys(m["births"].(map[string]any)["polls"].([]any)[0].(map[string]any)["namespaces"].([]any)[0]), sorted([]string{"inode", "podUID", "hostNetwork", "ips", "closed", "closedUnsampled"})},
 		{keys(m["truncation"]), sorted([]string{"maxBytes", "totalConnections", "keptConnections", "droppedConnections"})},
 	}
 	for i, c := range checks {

@@ -56,6 +56,10 @@ type fixedSnapshot struct{ snap *api.Snapshot }
 
 func (f *fixedSnapshot) Last() *api.Snapshot { return f.snap }
 
+func (f *fixedSnapshot) Births(after, through, sampled uint64) ([]api.PollBirths, uint64) {
+	return nil, 0
+}
+
 // cluster writes objects with the admin client (kubeapi.Objects).
 type cluster = kubeapi.Objects
 
@@ -148,7 +152,7 @@ func TestSourceAgainstRealAPIServer(t *testing.T) {
 
 	// A real agent HTTP server on loopback, serving a snapshot built from
 	// the API types; a second agent address where nothing listens.
-	snap := &api.Snapshot{SchemaVersion: 1, Node: "node-a", Seq: 7, TakenAt: time.Now().UTC().Truncate(time.Second), Namespaces: []api.Namespace{
+	snap := &api.Snapshot{SchemaVersion: api.SchemaVersion, Epoch: "run-1", Node: "node-a", Seq: 7, TakenAt: time.Now().UTC().Truncate(time.Second), Namespaces: []api.Namespace{
 		{PodUID: string(fe.UID), IPs: []string{"10.244.1.5"}, Connections: []api.Conn{
 			conn("10.244.1.5", checkoutSvc.Spec.ClusterIP, 40000, 80, "ESTABLISHED", api.Outbound),
 		}},
@@ -199,7 +203,12 @@ func TestSourceAgainstRealAPIServer(t *testing.T) {
 	c.Must(src.WaitForSync(syncCtx))
 	syncCancel()
 	t.Logf("informers synced with the restricted token in %v", time.Since(begin).Round(time.Millisecond))
-	c.Must(src.Check(ctx))
+	// Check lists every resource with the restricted token, then fetches
+	// from the agents: the live one (found as a pod) answers, the dead
+	// static one is named.
+	if err := src.Check(ctx); err == nil || !strings.Contains(err.Error(), "agent "+deadAddr+":") || strings.Contains(err.Error(), "127.0.0.1:"+hsPort+":") {
+		t.Errorf("Check = %v, want only the dead agent %s named", err, deadAddr)
+	}
 
 	// The same token may not read secrets.
 	restricted := kubernetes.NewForConfigOrDie(kc.ConfigForToken(kc.RestrictedToken()))

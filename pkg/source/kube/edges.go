@@ -13,14 +13,17 @@ import (
 
 // ConvertStats says what became of the rows of a set of snapshots.
 type ConvertStats struct {
-	Counted        int // connection rows counted on an edge
-	ClosedBirths   int // connections counted from closedSinceLastPoll
-	Duplicates     int // rows already counted from the other end
-	Noise          int // loopback, node-to-pod (kubelet probes, SNAT), self-calls
-	TimeWait       int // TIME_WAIT rows skipped (only closed births count them)
-	UnknownLocal   int // namespaces that are no known pod (host network included)
-	EdgesPerPoll   int // distinct (edge, poll) pairs recorded
-	ResolvedRemote int
+	Counted         int // connection rows counted on an edge
+	ClosedBirths    int // connections counted from the births' closed flows
+	ClosedUnsampled int // closed connections no fetched snapshot showed (closedUnsampled)
+	BirthPolls      int // agent polls whose births were applied
+	Duplicates      int // rows already counted from the other end
+	ClosingSides    int // live rows of connections whose other end is in TIME_WAIT (counted there)
+	Noise           int // loopback, node-to-pod (kubelet probes, SNAT), self-calls
+	TimeWait        int // TIME_WAIT rows skipped (only closed births count them)
+	UnknownLocal    int // namespaces that are no known pod (host network included)
+	EdgesPerPoll    int // distinct (edge, poll) pairs recorded
+	ResolvedRemote  int
 }
 
 // connKey is the server side of one connection after DNAT: the client's
@@ -45,14 +48,20 @@ type edgeAt struct {
 //   - both ends of one connection are counted once, keyed by the server-side
 //     (client ip:port, server port) after mapping a ClusterIP port to its
 //     targetPort;
-//   - TIME_WAIT rows are skipped; closedSinceLastPoll of the snapshot's
-//     `closed` flows counts connections born and closed since the agent's
-//     previous poll;
+//   - TIME_WAIT rows are skipped; the snapshot's Births (every agent poll
+//     since the previous fetch) count connections born and closed between
+//     two agent polls, and connections closed that were seen only by agent
+//     polls after the last fetch (closedUnsampled), each at its poll's time;
+//   - a connection one end of which is in TIME_WAIT is closed: the other
+//     end's row (CLOSE_WAIT, LAST_ACK, FIN_WAIT*) is not counted as live, so
+//     a connection counted as a birth from its TIME_WAIT end is not counted
+//     again from the other end;
 //   - loopback, self-calls and connections from a node IP into a pod
 //     (kubelet probes, SNATed traffic) are ignored.
 //
 // Each snapshot records AddConnections(edge, snapshot.TakenAt, n) with n the
-// connections seen on the edge in that poll.
+// connections seen on the edge in that poll, and each poll of its Births
+// AddConnections(edge, poll.TakenAt, births).
 func AddSnapshots(b *store.Batch, x *Index, snaps []*api.Snapshot) ConvertStats {
 	var st ConvertStats
 	rows := 0
@@ -85,18 +94,61 @@ func AddSnapshots(b *store.Batch, x *Index, snaps []*api.Snapshot) ConvertStats 
 		at  time.Time
 	}
 	var locals []local
+	type birthNS struct {
+		ns  *api.NamespaceBirths
+		pod *corev1.Pod
+		id  string
+		at  time.Time
+	}
+	var births []birthNS
 	for _, s := range snaps {
 		for i := range s.Namespaces {
 			ns := &s.Namespaces[i]
-			pod := x.localPod(ns)
+			pod := x.localPod(ns.HostNetwork, ns.PodUID, ns.IPs)
 			if pod == nil {
 				st.UnknownLocal++
 				continue
 			}
 			locals = append(locals, local{ns, pod, x.PodNodeID(pod), s.TakenAt})
 		}
+		if s.Births == nil {
+			continue
+		}
+		for _, p := range s.Births.Polls {
+			st.BirthPolls++
+			for i := range p.Namespaces {
+				ns := &p.Namespaces[i]
+				pod := x.localPod(ns.HostNetwork, ns.PodUID, ns.IPs)
+				if pod == nil {
+					st.UnknownLocal++
+					continue
+				}
+				births = append(births, birthNS{ns, pod, x.PodNodeID(pod), p.TakenAt})
+			}
+		}
 	}
-	// Pass 1: outbound rows and outbound closed flows.
+	// The server-side keys of connections one end of which is in TIME_WAIT:
+	// such a connection is over, and was counted (as a birth, or live in an
+	// earlier poll) from that end.
+	closing := map[connKey]bool{}
+	for _, l := range locals {
+		for _, c := range l.ns.Connections {
+			if c.State != "TIME_WAIT" {
+				continue
+			}
+			var k connKey
+			var ok bool
+			if c.Direction == api.Outbound {
+				k, _, ok = outboundKey(c, x)
+			} else {
+				k, ok = inboundKey(c)
+			}
+			if ok {
+				closing[k] = true
+			}
+		}
+	}
+	// Pass 1: outbound rows.
 	for _, l := range locals {
 		for _, c := range l.ns.Connections {
 			if c.Direction != api.Outbound {
@@ -106,17 +158,15 @@ func AddSnapshots(b *store.Batch, x *Index, snaps []*api.Snapshot) ConvertStats 
 				st.TimeWait++
 				continue
 			}
-			lip, lerr := netip.ParseAddr(c.Local.IP)
-			rip, rerr := netip.ParseAddr(c.Remote.IP)
-			if lerr != nil || rerr != nil {
-				continue
-			}
-			t, ok := x.Resolve(rip, c.Remote.Port)
+			k, t, ok := outboundKey(c, x)
 			if !ok || t.ID == l.id {
 				st.Noise++
 				continue
 			}
-			k := connKey{netip.AddrPortFrom(lip.Unmap(), c.Local.Port), t.ServerPort}
+			if closing[k] {
+				st.ClosingSides++
+				continue
+			}
 			if seen[k] {
 				st.Duplicates++
 				continue
@@ -127,37 +177,19 @@ func AddSnapshots(b *store.Batch, x *Index, snaps []*api.Snapshot) ConvertStats 
 			remember(t)
 			add(model.EdgeKey{Source: l.id, Target: t.ID}, l.at, 1, x.EdgeInfoFor(t))
 		}
-		for _, f := range l.ns.Closed {
-			if f.Direction != api.Outbound || f.ClosedSinceLastPoll <= 0 {
-				continue
-			}
-			rip, err := netip.ParseAddr(f.Remote.IP)
-			if err != nil {
-				continue
-			}
-			t, ok := x.Resolve(rip, f.Remote.Port)
-			if !ok || t.ID == l.id {
-				st.Noise++
-				continue
-			}
-			remember(t)
-			st.ClosedBirths += f.ClosedSinceLastPoll
-			add(model.EdgeKey{Source: l.id, Target: t.ID}, l.at, uint64(f.ClosedSinceLastPoll), x.EdgeInfoFor(t))
-		}
 	}
 	// Pass 2: inbound rows complete what no client-side agent reported.
-	for _, l := range locals {
-		server := Target{ID: l.id, Kind: model.KindService, Namespace: l.pod.Namespace, Pod: l.pod}
-		serverInfo := func(port uint16) model.EdgeInfo {
-			t := server
-			for _, s := range x.ServicesOfPod(l.pod) {
-				if sp := x.portByTarget(s, l.pod, port); sp != nil {
-					t.Service, t.Port = s, sp
-					break
-				}
+	serverInfo := func(pod *corev1.Pod, id string, port uint16) model.EdgeInfo {
+		t := Target{ID: id, Kind: model.KindService, Namespace: pod.Namespace, Pod: pod}
+		for _, s := range x.ServicesOfPod(pod) {
+			if sp := x.portByTarget(s, pod, port); sp != nil {
+				t.Service, t.Port = s, sp
+				break
 			}
-			return x.EdgeInfoFor(t)
 		}
+		return x.EdgeInfoFor(t)
+	}
+	for _, l := range locals {
 		for _, c := range l.ns.Connections {
 			if c.Direction != api.Inbound {
 				continue
@@ -171,6 +203,10 @@ func AddSnapshots(b *store.Batch, x *Index, snaps []*api.Snapshot) ConvertStats 
 				continue
 			}
 			k := connKey{netip.AddrPortFrom(rip, c.Remote.Port), c.Local.Port}
+			if closing[k] {
+				st.ClosingSides++
+				continue
+			}
 			if seen[k] {
 				st.Duplicates++
 				continue
@@ -183,24 +219,57 @@ func AddSnapshots(b *store.Batch, x *Index, snaps []*api.Snapshot) ConvertStats 
 			}
 			st.Counted++
 			remember(client)
-			add(model.EdgeKey{Source: client.ID, Target: l.id}, l.at, 1, serverInfo(c.Local.Port))
+			add(model.EdgeKey{Source: client.ID, Target: l.id}, l.at, 1, serverInfo(l.pod, l.id, c.Local.Port))
 		}
-		for _, f := range l.ns.Closed {
-			if f.Direction != api.Inbound || f.ClosedSinceLastPoll <= 0 {
-				continue
+	}
+	// Closed connections (born and closed between two agent polls, or seen
+	// only by polls no fetch took), each at its poll's time. They carry no
+	// ports to dedupe on; the closing set above keeps the other end's rows
+	// from counting them again.
+	for _, l := range births {
+		for i, flows := range [][]api.Flow{l.ns.Closed, l.ns.ClosedUnsampled} {
+			for _, f := range flows {
+				n := f.ClosedSinceLastPoll
+				if n <= 0 {
+					continue
+				}
+				var edge model.EdgeKey
+				var info model.EdgeInfo
+				switch f.Direction {
+				case api.Outbound:
+					rip, err := netip.ParseAddr(f.Remote.IP)
+					if err != nil {
+						continue
+					}
+					t, ok := x.Resolve(rip, f.Remote.Port)
+					if !ok || t.ID == l.id {
+						st.Noise++
+						continue
+					}
+					remember(t)
+					edge, info = model.EdgeKey{Source: l.id, Target: t.ID}, x.EdgeInfoFor(t)
+				case api.Inbound:
+					rip, ok := inboundClient(f.Remote.IP, x, &st)
+					if !ok {
+						continue
+					}
+					client, ok := x.Resolve(rip, 0)
+					if !ok || client.ID == l.id {
+						st.Noise++
+						continue
+					}
+					remember(client)
+					edge, info = model.EdgeKey{Source: client.ID, Target: l.id}, serverInfo(l.pod, l.id, f.Local.Port)
+				default:
+					continue
+				}
+				if i == 0 {
+					st.ClosedBirths += n
+				} else {
+					st.ClosedUnsampled += n
+				}
+				add(edge, l.at, uint64(n), info)
 			}
-			rip, ok := inboundClient(f.Remote.IP, x, &st)
-			if !ok {
-				continue
-			}
-			client, ok := x.Resolve(rip, 0)
-			if !ok || client.ID == l.id {
-				st.Noise++
-				continue
-			}
-			remember(client)
-			st.ClosedBirths += f.ClosedSinceLastPoll
-			add(model.EdgeKey{Source: client.ID, Target: l.id}, l.at, uint64(f.ClosedSinceLastPoll), serverInfo(f.Local.Port))
 		}
 	}
 	for k, n := range counts {
@@ -219,16 +288,16 @@ func AddSnapshots(b *store.Batch, x *Index, snaps []*api.Snapshot) ConvertStats 
 // localPod identifies the pod of a network namespace: by the pod UID the
 // agent read from the cgroup, else by its addresses. The host network
 // namespace is no pod.
-func (x *Index) localPod(ns *api.Namespace) *corev1.Pod {
-	if ns.HostNetwork {
+func (x *Index) localPod(hostNetwork bool, podUID string, ips []string) *corev1.Pod {
+	if hostNetwork {
 		return nil
 	}
-	if ns.PodUID != "" {
-		if p := x.PodByUID(ns.PodUID); p != nil && !p.Spec.HostNetwork {
+	if podUID != "" {
+		if p := x.PodByUID(podUID); p != nil && !p.Spec.HostNetwork {
 			return p
 		}
 	}
-	for _, s := range ns.IPs {
+	for _, s := range ips {
 		if ip, err := netip.ParseAddr(s); err == nil {
 			if p := x.PodByIP(ip); p != nil {
 				return p
@@ -252,4 +321,28 @@ func inboundClient(ip string, x *Index, st *ConvertStats) (netip.Addr, bool) {
 		return netip.Addr{}, false
 	}
 	return rip, true
+}
+
+// outboundKey is the server-side key of an outbound row and the resolved
+// remote; false if an address does not parse or the remote is no evidence.
+func outboundKey(c api.Conn, x *Index) (connKey, Target, bool) {
+	lip, lerr := netip.ParseAddr(c.Local.IP)
+	rip, rerr := netip.ParseAddr(c.Remote.IP)
+	if lerr != nil || rerr != nil {
+		return connKey{}, Target{}, false
+	}
+	t, ok := x.Resolve(rip, c.Remote.Port)
+	if !ok {
+		return connKey{}, Target{}, false
+	}
+	return connKey{netip.AddrPortFrom(lip.Unmap(), c.Local.Port), t.ServerPort}, t, true
+}
+
+// inboundKey is the server-side key of an inbound row.
+func inboundKey(c api.Conn) (connKey, bool) {
+	rip, err := netip.ParseAddr(c.Remote.IP)
+	if err != nil {
+		return connKey{}, false
+	}
+	return connKey{netip.AddrPortFrom(rip.Unmap(), c.Remote.Port), c.Local.Port}, true
 }

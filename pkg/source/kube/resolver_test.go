@@ -180,12 +180,12 @@ func conn(l, r string, lp, rp uint16, state, dir string) api.Conn {
 func TestAddSnapshotsDedupe(t *testing.T) {
 	o, cidrs := world()
 	x := BuildIndex(o, cidrs)
-	snap := &api.Snapshot{SchemaVersion: 1, TakenAt: t0, Namespaces: []api.Namespace{
+	snap := &api.Snapshot{SchemaVersion: api.SchemaVersion, TakenAt: t0, Namespaces: []api.Namespace{
 		{PodUID: "uid-fe", IPs: []string{"10.244.1.5"}, Connections: []api.Conn{
 			conn("10.244.1.5", "10.96.0.20", 40000, 80, "ESTABLISHED", api.Outbound),
 			conn("10.244.1.5", "10.96.0.20", 40001, 80, "TIME_WAIT", api.Outbound), // old, closed: no evidence
 			conn("127.0.0.1", "127.0.0.1", 40002, 9000, "ESTABLISHED", api.Outbound),
-		}, Closed: []api.Flow{{Direction: api.Outbound, Local: api.Endpoint{IP: "10.244.1.5"}, Remote: api.Endpoint{IP: "10.96.0.20", Port: 80}, ClosedSinceLastPoll: 2}}},
+		}},
 		{IPs: []string{"10.244.2.7"}, Connections: []api.Conn{ // found by IP, no UID
 			conn("10.244.2.7", "10.244.1.5", 8080, 40000, "ESTABLISHED", api.Inbound),  // same connection, server side
 			conn("10.244.2.7", "192.0.2.10", 8080, 51000, "ESTABLISHED", api.Inbound),  // kubelet probe
@@ -194,7 +194,9 @@ func TestAddSnapshotsDedupe(t *testing.T) {
 		{HostNetwork: true, IPs: []string{"192.0.2.10"}, Connections: []api.Conn{
 			conn("192.0.2.10", "10.244.2.7", 51000, 8080, "ESTABLISHED", api.Outbound),
 		}},
-	}}
+	}, Births: &api.Births{Polls: []api.PollBirths{{Seq: 1, TakenAt: t0, Namespaces: []api.NamespaceBirths{
+		{PodUID: "uid-fe", IPs: []string{"10.244.1.5"}, Closed: []api.Flow{{Direction: api.Outbound, Local: api.Endpoint{IP: "10.244.1.5"}, Remote: api.Endpoint{IP: "10.96.0.20", Port: 80}, ClosedSinceLastPoll: 2}}},
+	}}}}}
 	st := store.New(store.Options{Retention: time.Hour, Now: func() time.Time { return t0 }})
 	b := store.NewBatch(model.SourceNetwork)
 	cs := AddSnapshots(b, x, []*api.Snapshot{snap})
@@ -234,7 +236,7 @@ func TestAddSnapshotsDedupe(t *testing.T) {
 func TestTimeWaitDoesNotKeepEdgeAlive(t *testing.T) {
 	o, cidrs := world()
 	x := BuildIndex(o, cidrs)
-	snap := &api.Snapshot{SchemaVersion: 1, TakenAt: t0, Namespaces: []api.Namespace{{PodUID: "uid-fe", Connections: []api.Conn{
+	snap := &api.Snapshot{SchemaVersion: api.SchemaVersion, TakenAt: t0, Namespaces: []api.Namespace{{PodUID: "uid-fe", Connections: []api.Conn{
 		conn("10.244.1.5", "10.96.0.20", 40001, 80, "TIME_WAIT", api.Outbound),
 	}}}}
 	b := store.NewBatch(model.SourceNetwork)

@@ -1,0 +1,265 @@
+package kube
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/grafana/grafana-plugin-sdk-go/backend/log"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/livemap/servicemap/internal/testenv/kubeapi"
+	testnetns "github.com/livemap/servicemap/internal/testenv/netns"
+	"github.com/livemap/servicemap/pkg/agent"
+	"github.com/livemap/servicemap/pkg/agent/api"
+	"github.com/livemap/servicemap/pkg/config"
+	"github.com/livemap/servicemap/pkg/model"
+	"github.com/livemap/servicemap/pkg/store"
+)
+
+// doIn runs fn inside a network namespace; sockets made by fn stay there.
+func doIn(t *testing.T, ns string, fn func() error) {
+	t.Helper()
+	if err := testnetns.Do(ns, fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// swappable serves whichever agent is current, so a test can restart the
+// agent behind one address.
+type swappable struct {
+	mu sync.Mutex
+	ag *agent.Agent
+}
+
+func (s *swappable) get() *agent.Agent { s.mu.Lock(); defer s.mu.Unlock(); return s.ag }
+
+func (s *swappable) set(ag *agent.Agent) { s.mu.Lock(); s.ag = ag; s.mu.Unlock() }
+
+func (s *swappable) Last() *api.Snapshot { return s.get().Last() }
+
+func (s *swappable) Births(after, through, sampled uint64) ([]api.PollBirths, uint64) {
+	return s.get().Births(after, through, sampled)
+}
+
+// TestBirthsLosslessAcrossFetches: the real agent polls several times
+// between two refreshes of the plugin's source (which fetches it over HTTP
+// and resolves through a real kube-apiserver). Every short connection made
+// in between counts exactly once: N connections → N, however many agent
+// polls they are spread over; a refresh without a new poll adds nothing; a
+// restarted agent's births count and the loss of the old one's unfetched
+// births is reported; births dropped by the agent's retention before a
+// fetch are reported, not hidden.
+func TestBirthsLosslessAcrossFetches(t *testing.T) {
+	testnetns.RequireRoot(t)
+	clientPod, serverPod := testnetns.PodPair(t, "10.245")
+	clientPod.DNAT(t, pairClusterIP, 80, serverPod.IP+":8080")
+	kc := kubeapi.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	admin := kubernetes.NewForConfigOrDie(kc.AdminConfig())
+	c := &cluster{T: t, Ctx: ctx, Client: admin}
+	const ns = "shop"
+	_, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	c.Must(err)
+	feLbl, coLbl := map[string]string{"app": "frontend"}, map[string]string{"app": "checkout"}
+	fe := c.Pod(ns, "frontend-1", clientPod.IP, feLbl, nil)
+	co := c.Pod(ns, "checkout-1", serverPod.IP, coLbl, nil)
+	_, err = admin.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "checkout"},
+		Spec: corev1.ServiceSpec{ClusterIP: pairClusterIP, Selector: coLbl,
+			Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}}},
+	}, metav1.CreateOptions{})
+	c.Must(err)
+	c.Slice(ns, "checkout", 8080, "http", co)
+	c.Service(ns, "frontend", feLbl, corev1.ServicePort{Name: "http", Port: 80, TargetPort: intstr.FromInt32(3000)}, nil)
+	c.Slice(ns, "frontend", 3000, "http", fe)
+
+	// The server pod: the server closes after the client did, so the
+	// client keeps each connection in TIME_WAIT.
+	var ln net.Listener
+	doIn(t, serverPod.NS, func() (err error) { ln, err = net.Listen("tcp4", ":8080"); return err })
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(io.Discard, c); c.Close() }()
+		}
+	}()
+	short := func(n int) {
+		for i := 0; i < n; i++ {
+			var conn net.Conn
+			doIn(t, clientPod.NS, func() (err error) {
+				conn, err = net.DialTimeout("tcp4", pairClusterIP+":80", 5*time.Second)
+				return err
+			})
+			port := conn.LocalAddr().(*net.TCPAddr).Port
+			conn.Close()
+			waitState(t, clientPod.NS, "time-wait", fmt.Sprintf("sport = :%d", port))
+		}
+	}
+
+	current := &swappable{ag: agent.New(agent.Config{Node: "node-a", PollInterval: time.Second, BirthsRetention: time.Hour})}
+	current.get().Poll() // the namespaces' first poll: births count from the next one
+	srv, err := agent.NewServer(current, "agent-secret", 0)
+	c.Must(err)
+	hln, err := net.Listen("tcp", "127.0.0.1:0")
+	c.Must(err)
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go hs.Serve(hln)
+	t.Cleanup(func() { hs.Close() })
+
+	jsonData, _ := json.Marshal(map[string]any{
+		"refreshIntervalSeconds": 5,
+		"kubernetes": map[string]any{"enabled": true, "mode": "url", "apiServerUrl": kc.URL(), "namespaces": []string{ns},
+			"staticAgents": []string{hln.Addr().String()}},
+	})
+	settings, err := config.Parse(jsonData, map[string]string{
+		"kubeToken": kc.AdminToken(), "kubeCACert": string(kc.CACertPEM()), "agentToken": "agent-secret"})
+	c.Must(err)
+	st := store.New(store.Options{Retention: time.Hour})
+	src, err := New(settings, st, log.DefaultLogger)
+	c.Must(err)
+	defer src.Close()
+	syncCtx, syncCancel := context.WithTimeout(ctx, 60*time.Second)
+	c.Must(src.WaitForSync(syncCtx))
+	syncCancel()
+	eventually(t, "pods resolve", func() error {
+		if err := resolvesTo(src, serverPod.IP, 8080, "checkout")(); err != nil {
+			return err
+		}
+		return resolvesTo(src, clientPod.IP, 0, "frontend")()
+	})
+
+	begin := time.Now().Add(-time.Minute)
+	count := func() uint64 {
+		edges, _ := st.Snapshot(begin, time.Now().Add(time.Minute), model.SourceNetwork)
+		var n uint64
+		for _, e := range edges {
+			if e.Key != (model.EdgeKey{Source: "frontend", Target: "checkout"}) {
+				t.Errorf("unexpected edge %v", e.Key)
+			}
+			n += e.Stats.Connections
+		}
+		return n
+	}
+	detail := func() string {
+		for _, s := range st.Statuses() {
+			if s.Source == model.SourceNetwork {
+				return s.Detail + s.LastError
+			}
+		}
+		return ""
+	}
+	refresh := func(want uint64, what string) {
+		t.Helper()
+		if err := src.Refresh(ctx); err != nil {
+			t.Fatalf("%s: refresh: %v", what, err)
+		}
+		if got := count(); got != want {
+			t.Errorf("%s: frontend->checkout = %d connections, want %d (%s)", what, got, want, detail())
+		}
+	}
+
+	refresh(0, "first fetch, nothing made yet")
+	// 10 connections over 5 agent polls (one without any), one fetch.
+	total := uint64(0)
+	for _, n := range []int{2, 3, 0, 1, 4} {
+		short(n)
+		current.get().Poll()
+		total += uint64(n)
+	}
+	refresh(total, "10 short connections over 5 agent polls")
+	if d := detail(); !strings.Contains(d, "10 closed births and 0 closed connections no fetch had seen from 4 agent polls") {
+		t.Errorf("detail %q, want the 10 births from the 4 polls that had some", d)
+	}
+	refresh(total, "a fetch without a new agent poll")
+	short(2)
+	current.get().Poll()
+	total += 2
+	refresh(total, "2 more in one poll")
+
+	// The agent restarts: 1 birth of the old run was polled but never
+	// fetched (lost, and reported); the new run's births all count.
+	short(1)
+	current.get().Poll()
+	restarted := agent.New(agent.Config{Node: "node-a", PollInterval: time.Second, BirthsRetention: 3 * time.Second})
+	restarted.Poll()
+	current.set(restarted)
+	short(3)
+	restarted.Poll()
+	total += 3
+	refresh(total, "after an agent restart")
+	if d := detail(); !strings.Contains(d, "restarted") || !strings.Contains(d, "LOST") {
+		t.Errorf("detail %q does not report the restart", d)
+	}
+
+	// The new run holds 3 polls: a birth in a poll that is dropped before
+	// the next fetch is lost and reported as a gap.
+	short(1)
+	for i := 0; i < 4; i++ {
+		restarted.Poll()
+	}
+	refresh(total, "births dropped by the agent's retention")
+	if d := detail(); !strings.Contains(d, "births of 1 polls (3..3) were dropped") {
+		t.Errorf("detail %q does not report the dropped poll", d)
+	}
+	short(2)
+	restarted.Poll()
+	total += 2
+	refresh(total, "after the gap")
+
+	// Connections that an agent poll saw open but that closed before the
+	// next fetch are no births; no fetched snapshot showed them either.
+	// They count once, from the poll where they turned TIME_WAIT.
+	open := func(n int) []net.Conn {
+		var out []net.Conn
+		for i := 0; i < n; i++ {
+			var conn net.Conn
+			doIn(t, clientPod.NS, func() (err error) {
+				conn, err = net.DialTimeout("tcp4", pairClusterIP+":80", 5*time.Second)
+				return err
+			})
+			out = append(out, conn)
+		}
+		return out
+	}
+	closeAll := func(conns []net.Conn) {
+		for _, conn := range conns {
+			port := conn.LocalAddr().(*net.TCPAddr).Port
+			conn.Close()
+			waitState(t, clientPod.NS, "time-wait", fmt.Sprintf("sport = :%d", port))
+		}
+	}
+	unseen := open(3)
+	restarted.Poll() // ESTABLISHED: not fetched
+	closeAll(unseen)
+	restarted.Poll()
+	total += 3
+	refresh(total, "3 connections seen open by a poll no fetch took, then closed")
+	if d := detail(); !strings.Contains(d, "0 closed births and 3 closed connections no fetch had seen") {
+		t.Errorf("detail %q, want 3 closed connections no fetch had seen", d)
+	}
+	// A connection a fetch did see (counted live there) is not counted again
+	// when it closes.
+	seenOpen := open(2)
+	restarted.Poll()
+	total += 2
+	refresh(total, "2 connections open at a fetch")
+	closeAll(seenOpen)
+	restarted.Poll()
+	refresh(total, "the 2 fetched connections closed")
+}
