@@ -255,7 +255,10 @@ func (h *gzipHead) finish(tail []byte) []byte {
 }
 
 // gzipBytes compresses a whole body as one gzip member.
-func gzipBytes(b []byte) []byte { return newGzipHead(b).finish(nil) }
+func gzipBytes(b []byte) []byte {
+	h := newGzipHead(b)
+	return append(h.data, h.finish(nil)...)
+}
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")

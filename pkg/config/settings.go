@@ -3,6 +3,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
@@ -372,6 +373,25 @@ func (s *Settings) AgentCAPool() (*x509.CertPool, error) {
 		return nil, fmt.Errorf("agentCACert: no PEM certificate in secureJsonData agentCACert")
 	}
 	return pool, nil
+}
+
+// AgentScheme is how node agents given as bare host:port are reached:
+// https when agentCACert is set, else http.
+func (s *Settings) AgentScheme() string {
+	if s.Secrets.AgentCACert != "" {
+		return "https"
+	}
+	return "http"
+}
+
+// AgentTLSConfig verifies node agents' certificates: against agentCACert
+// (system roots when empty) and, when set, kubernetes.agentTLSServerName.
+func (s *Settings) AgentTLSConfig() (*tls.Config, error) {
+	pool, err := s.AgentCAPool()
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{RootCAs: pool, ServerName: s.Kube.AgentTLSServerName, MinVersion: tls.VersionTLS12}, nil
 }
 
 // Retention as a duration.

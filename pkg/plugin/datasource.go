@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -121,7 +122,9 @@ func NewDatasourceWithOptions(_ context.Context, settings backend.DataSourceInst
 			gwOpts.Agents = func() []string {
 				addrs := kubeSrc.Agents()
 				for i, a := range addrs {
-					addrs[i] = "http://" + a
+					if !strings.Contains(a, "://") { // static agents may name their scheme
+						addrs[i] = s.AgentScheme() + "://" + a
+					}
 				}
 				return addrs
 			}

@@ -2,7 +2,6 @@ package kube
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -108,13 +107,13 @@ const forgetAgentAfter = time.Hour
 // against secure agentCACert when it is set (and, for https:// static
 // agents without it, against the system roots).
 func newAgentClient(s *config.Settings) (*http.Client, error) {
-	pool, err := s.AgentCAPool()
+	tlsConf, err := s.AgentTLSConfig()
 	if err != nil {
 		return nil, err
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil // agents are reached directly, by pod IP
-	tr.TLSClientConfig = &tls.Config{RootCAs: pool, ServerName: s.Kube.AgentTLSServerName, MinVersion: tls.VersionTLS12}
+	tr.TLSClientConfig = tlsConf
 	return &http.Client{Timeout: agentTimeout(s), Transport: tr}, nil
 }
 
@@ -122,11 +121,7 @@ func newAgentClient(s *config.Settings) (*http.Client, error) {
 // agentCACert is set, else http), or an explicit http:// or https:// URL.
 func (s *Source) agentURL(addr string) (string, error) {
 	if !strings.Contains(addr, "://") {
-		scheme := "http"
-		if s.settings.Secrets.AgentCACert != "" {
-			scheme = "https"
-		}
-		addr = scheme + "://" + addr
+		addr = s.settings.AgentScheme() + "://" + addr
 	}
 	u, err := url.Parse(addr)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.Trim(u.Path, "/") != "" {
