@@ -2,8 +2,10 @@ package plugin
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -16,13 +18,14 @@ import (
 	"github.com/grafana/grafana-plugin-sdk-go/data"
 
 	"github.com/livemap/servicemap/internal/testenv/nginx"
+	"github.com/livemap/servicemap/internal/testenv/testcert"
 	"github.com/livemap/servicemap/pkg/agent"
 	"github.com/livemap/servicemap/pkg/agent/accesslog"
 )
 
 // The gateway's agent path end to end with real parts: requests through a
 // real nginx, its access log tailed by the real agent code served over
-// HTTP, polled by the plugin over the plugin protocol. The only thing not
+// HTTPS (verified with agentCACert), polled by the plugin over the plugin protocol. The only thing not
 // real is the agent's clock, which the test moves forward so minutes close
 // without waiting for them.
 //
@@ -107,9 +110,19 @@ func TestGatewayAgentThroughPlugin(t *testing.T) {
 	var current atomic.Value
 	_, h := startGatewayAgent(t, ng.AccessLog, true, clock)
 	current.Store(h)
-	agentURL := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// Served over TLS with a certificate of the test's own CA, which the
+	// plugin gets as agentCACert.
+	ca := testcert.NewCA(t, "servicemap test agents")
+	certPEM, keyPEM := ca.Issue(t, nil, []net.IP{net.IPv4(127, 0, 0, 1)})
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentURL := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		current.Load().(http.Handler).ServeHTTP(w, r)
 	}))
+	agentURL.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+	agentURL.StartTLS()
 	t.Cleanup(agentURL.Close)
 
 	start := time.Now().Add(-time.Minute).Truncate(time.Minute)
@@ -131,7 +144,7 @@ func TestGatewayAgentThroughPlugin(t *testing.T) {
 	h2 := serve(t, map[string]any{
 		"refreshIntervalSeconds": 1,
 		"gateway":                map[string]any{"enabled": true, "agents": []string{agentURL.URL}},
-	}, map[string]string{"agentToken": "gw-agent-token"})
+	}, map[string]string{"agentToken": "gw-agent-token", "agentCACert": string(ca.PEM)})
 	from, to := start.Add(-time.Minute), time.Now().Add(5*time.Minute)
 	edges := func() map[string][]any {
 		dr := h2.query(t, q("M", "serviceMap", from, to, `{}`)).Responses["M"]
