@@ -117,14 +117,20 @@ export interface KubernetesSettings {
   agentLabelSelector?: string;
   staticAgents?: string[];
   externalCidrs?: ExternalCidr[];
+  /** Server name the agents' TLS certificates are verified against. */
+  agentTLSServerName?: string;
 }
 
 export interface GatewaySettings {
   enabled: boolean;
   /** SQL table of access-log rows. Default gateway_logs. */
   table?: string;
-  /** Base URLs of the agents next to the gateways (https://gw-1:9465). */
+  /** Base URLs of the agents next to the gateways (https://gw-1:9477). */
   agents?: string[];
+  /** false: read only the agents even with a PostgreSQL host. Default true. */
+  readTable?: boolean;
+  /** Names for client addresses in the table; default the external CIDRs. */
+  callerCidrs?: ExternalCidr[];
 }
 
 export interface ServiceMapOptions extends DataSourceJsonData {

@@ -265,6 +265,18 @@ describe('ConfigEditor', () => {
     await user.clear(screen.getByLabelText('Gateway agents'));
     await user.tab();
     expect(last().jsonData.gateway).toEqual({ enabled: true });
+
+    // agents only, and named callers for table rows
+    expect(screen.getByLabelText('Read the table')).toBeChecked();
+    await user.click(screen.getByLabelText('Read the table'));
+    expect(last().jsonData.gateway).toEqual({ enabled: true, readTable: false });
+    await user.type(screen.getByLabelText('Caller CIDRs'), 'partner=198.51.100.0/24');
+    await user.tab();
+    expect(last().jsonData.gateway?.callerCidrs).toEqual([{ name: 'partner', cidr: '198.51.100.0/24' }]);
+
+    // the name agents' certificates are checked against
+    await user.type(screen.getByLabelText('Agent TLS server name'), 'servicemap-agent');
+    expect(last().jsonData.kubernetes?.agentTLSServerName).toBe('servicemap-agent');
   });
 
   it('shows saved gateway agents one per line and a saved agent CA as configured', async () => {

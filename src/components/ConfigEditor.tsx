@@ -506,7 +506,7 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
               min={1}
               max={65535}
               value={kube.agentPort}
-              placeholder="9465"
+              placeholder="9477"
               onChange={(agentPort) => setKube({ agentPort })}
             />
             <TextField
@@ -530,11 +530,17 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
                 id="servicemap-static-agents"
                 multiline
                 value={kube.staticAgents}
-                placeholder={'10.0.0.5:9465\nvm-gateway:9465'}
+                placeholder={'10.0.0.5:9477\nvm-gateway:9477'}
                 onChange={(staticAgents) => setKube({ staticAgents })}
               />
             </Row>
-            <CidrRulesField value={kube.externalCidrs} onChange={(externalCidrs) => setKube({ externalCidrs })} />
+            <CidrRulesField
+              label="External CIDRs"
+              tooltip="Names for addresses outside the cluster, one name=cidr per line"
+              id="servicemap-external-cidrs"
+              value={kube.externalCidrs}
+              onChange={(externalCidrs) => setKube({ externalCidrs })}
+            />
           </>
         )}
       </FieldSet>
@@ -565,10 +571,24 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
                 id="servicemap-gateway-agents"
                 multiline
                 value={gateway.agents}
-                placeholder={'http://10.0.0.7:9464\nhttps://gw-1.example:9464'}
+                placeholder={'http://10.0.0.7:9477\nhttps://gw-1.example:9477'}
                 onChange={(agents) => setGateway({ agents })}
               />
             </Row>
+            <Row label="Read the table" tooltip="Off: read only the gateway agents, even with a PostgreSQL host set">
+              <InlineSwitch
+                id="servicemap-gateway-read-table"
+                value={gateway.readTable ?? true}
+                onChange={(e) => setGateway({ readTable: e.currentTarget.checked })}
+              />
+            </Row>
+            <CidrRulesField
+              label="Caller CIDRs"
+              tooltip="Names for client addresses in the access-log table, one name=cidr per line; unnamed clients are 'user'. Empty: the external CIDRs"
+              id="servicemap-gateway-caller-cidrs"
+              value={gateway.callerCidrs}
+              onChange={(callerCidrs) => setGateway({ callerCidrs })}
+            />
           </>
         )}
       </FieldSet>
@@ -590,6 +610,14 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
             placeholder: PEM_CERTIFICATE,
             multiline: true,
           })}
+          <TextField
+            label="Agent TLS server name"
+            tooltip="Name the agents' certificates are checked against (default: the address dialled)"
+            id="servicemap-agent-tls-server-name"
+            value={kube.agentTLSServerName}
+            placeholder="servicemap-agent"
+            onChange={(agentTLSServerName) => setKube({ agentTLSServerName })}
+          />
         </FieldSet>
       )}
 
@@ -711,12 +739,15 @@ function SecretField({
 }
 
 interface CidrRulesFieldProps {
+  label: string;
+  tooltip: string;
+  id: string;
   value?: ExternalCidr[];
   onChange: (value: ExternalCidr[] | undefined) => void;
 }
 
-/** External CIDR rules edited as "name=cidr" lines, stored when the field loses focus. */
-function CidrRulesField({ value, onChange }: CidrRulesFieldProps) {
+/** CIDR naming rules edited as "name=cidr" lines, stored when the field loses focus. */
+function CidrRulesField({ label, tooltip, id, value, onChange }: CidrRulesFieldProps) {
   const formatted = formatCidrRules(value);
   const [text, setText] = useState(formatted);
   const [invalid, setInvalid] = useState<string[]>([]);
@@ -724,14 +755,14 @@ function CidrRulesField({ value, onChange }: CidrRulesFieldProps) {
 
   return (
     <InlineField
-      label="External CIDRs"
+      label={label}
       labelWidth={LABEL_WIDTH}
-      tooltip="Names for addresses outside the cluster, one name=cidr per line"
+      tooltip={tooltip}
       invalid={invalid.length > 0}
       error={invalid.length > 0 ? `Not name=cidr: ${invalid.join(', ')}` : undefined}
     >
       <TextArea
-        id="servicemap-external-cidrs"
+        id={id}
         rows={4}
         cols={40}
         value={text}
