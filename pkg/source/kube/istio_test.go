@@ -146,7 +146,7 @@ func TestIstioPoliciesFromCRDs(t *testing.T) {
 	fe := c.Pod(ns, "frontend-1", "10.244.1.5", feLbl, nil)
 	c.Slice(ns, "frontend", 3000, "http", fe)
 
-	snap := &api.Snapshot{SchemaVersion: 1, Node: "node-a", Seq: 1, TakenAt: time.Now().UTC().Truncate(time.Second), Namespaces: []api.Namespace{
+	snap := &api.Snapshot{SchemaVersion: api.SchemaVersion, Epoch: "run-1", Node: "node-a", Seq: 1, TakenAt: time.Now().UTC().Truncate(time.Second), Namespaces: []api.Namespace{
 		{PodUID: string(fe.UID), IPs: []string{"10.244.1.5"}, Connections: []api.Conn{
 			conn("10.244.1.5", checkout.Spec.ClusterIP, 40000, 80, "ESTABLISHED", api.Outbound),
 		}},
