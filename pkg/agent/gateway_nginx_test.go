@@ -18,6 +18,7 @@ import (
 
 	"github.com/axiomhq/hyperloglog"
 
+	"github.com/livemap/servicemap/internal/testenv"
 	"github.com/livemap/servicemap/internal/testenv/nginx"
 	"github.com/livemap/servicemap/pkg/agent/accesslog"
 	"github.com/livemap/servicemap/pkg/agent/api"
@@ -51,24 +52,10 @@ type gwEnv struct {
 	nginx  *nginx.Server
 	gw     *Gateway
 	gwText *Gateway // the same requests from nginx's text-format log
-	clock  *offsetClock
+	clock  *testenv.OffsetClock
 	agent  *httptest.Server
 	client *http.Client // HTTP/1.1 to nginx
 	h2c    *http.Client // h2c to nginx's gRPC listener
-}
-
-// offsetClock is the real clock plus an offset the test moves forward to
-// close minutes without waiting for them.
-type offsetClock struct {
-	mu  sync.Mutex
-	off time.Duration
-}
-
-func (c *offsetClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return time.Now().Add(c.off) }
-func (c *offsetClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.off += d
-	c.mu.Unlock()
 }
 
 func startGatewayEnv(t *testing.T) *gwEnv {
@@ -106,7 +93,7 @@ func startGatewayEnv(t *testing.T) *gwEnv {
 	ng := nginx.Start(t, nginx.Options{RealIPFromLoopback: true, TextLog: true, Upstreams: []nginx.Upstream{
 		{Name: "cart", Addr: cart}, {Name: "payments", Addr: payments}, {Name: "orders", Addr: orders, GRPC: true},
 	}})
-	clock := &offsetClock{}
+	clock := &testenv.OffsetClock{}
 	newGW := func(path, format string) *Gateway {
 		gw, err := NewGateway(GatewayConfig{
 			Node: "edge-node", Paths: []string{path}, Poll: 20 * time.Millisecond, RotateWait: 2 * time.Second,

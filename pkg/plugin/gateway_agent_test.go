@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 	"github.com/grafana/grafana-plugin-sdk-go/data"
 
+	"github.com/livemap/servicemap/internal/testenv"
 	"github.com/livemap/servicemap/internal/testenv/nginx"
 	"github.com/livemap/servicemap/internal/testenv/testcert"
 	"github.com/livemap/servicemap/pkg/agent"
@@ -35,26 +35,13 @@ import (
 //
 // Distinct users at all entry points: u0..u59 = 60.
 
-// agentClock is the real clock plus an offset the test moves forward.
-type agentClock struct {
-	mu  sync.Mutex
-	off time.Duration
-}
-
-func (c *agentClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return time.Now().Add(c.off) }
-func (c *agentClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.off += d
-	c.mu.Unlock()
-}
-
-// gatewayAgent is one agent process's worth of state: a Gateway tailing the
+// startGatewayAgent is one agent process's worth of state: a Gateway tailing the
 // log and the server answering /v1/gateway.
-func startGatewayAgent(t *testing.T, logPath string, fromStart bool, clock *agentClock) (*agent.Gateway, http.Handler) {
+func startGatewayAgent(t *testing.T, logPath string, fromStart bool, clock *testenv.OffsetClock) (*agent.Gateway, http.Handler) {
 	t.Helper()
 	gw, err := agent.NewGateway(agent.GatewayConfig{
 		Node: "edge", Paths: []string{logPath}, FromStart: fromStart, Poll: 20 * time.Millisecond,
-		Parser: accesslog.Config{Format: accesslog.FormatJSON, ClientKeyField: "user"}, Lateness: time.Second, Now: clock.now,
+		Parser: accesslog.Config{Format: accesslog.FormatJSON, ClientKeyField: "user"}, Lateness: time.Second, Now: clock.Now,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +93,7 @@ func TestGatewayAgentThroughPlugin(t *testing.T) {
 	}
 
 	// The agent answers behind one URL; restarting it swaps the handler.
-	clock := &agentClock{}
+	clock := &testenv.OffsetClock{}
 	var current atomic.Value
 	_, h := startGatewayAgent(t, ng.AccessLog, true, clock)
 	current.Store(h)
@@ -139,7 +126,7 @@ func TestGatewayAgentThroughPlugin(t *testing.T) {
 	for range 2 {
 		get("/admin/missing", "u40", 404)
 	}
-	clock.advance(3 * time.Minute) // every minute the requests fell in is now closed
+	clock.Advance(3 * time.Minute) // every minute the requests fell in is now closed
 
 	h2 := serve(t, map[string]any{
 		"refreshIntervalSeconds": 1,
@@ -215,7 +202,7 @@ func TestGatewayAgentThroughPlugin(t *testing.T) {
 	for u := 0; u < 7; u++ {
 		get("/frontend/home", fmt.Sprintf("late%d", u), 200)
 	}
-	clock.advance(3 * time.Minute)
+	clock.Advance(3 * time.Minute)
 	waitFor(t, "the restarted agent's buckets", func() bool { return fmt.Sprint(edges()["user->frontend"][0]) == "107" })
 	time.Sleep(1500 * time.Millisecond)
 	if got := fmt.Sprint(edges()["user->frontend"][0]); got != "107" {

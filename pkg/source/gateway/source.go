@@ -14,6 +14,7 @@ import (
 
 	"github.com/livemap/servicemap/pkg/config"
 	"github.com/livemap/servicemap/pkg/model"
+	"github.com/livemap/servicemap/pkg/source"
 	"github.com/livemap/servicemap/pkg/source/pgwindow"
 	"github.com/livemap/servicemap/pkg/store"
 )
@@ -94,18 +95,7 @@ func (s *Source) SetClock(now func() time.Time) {
 
 // Run refreshes on the interval until ctx ends.
 func (s *Source) Run(ctx context.Context) {
-	t := time.NewTicker(s.settings.RefreshInterval())
-	defer t.Stop()
-	for {
-		if err := s.Refresh(ctx); err != nil && ctx.Err() == nil {
-			s.logger.Warn("Gateway refresh failed; serving the last good data", "error", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	source.Every(ctx, s.settings.RefreshInterval(), s.Refresh, s.logger, "Gateway refresh failed; serving the last good data")
 }
 
 // Refresh reads the table up to now minus the grace period and polls every

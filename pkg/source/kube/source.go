@@ -25,6 +25,7 @@ import (
 
 	"github.com/livemap/servicemap/pkg/config"
 	"github.com/livemap/servicemap/pkg/model"
+	"github.com/livemap/servicemap/pkg/source"
 	"github.com/livemap/servicemap/pkg/store"
 )
 
@@ -216,18 +217,7 @@ func (s *Source) Run(ctx context.Context) {
 			s.logger.Warn("Kubernetes informers not synced yet", "error", err)
 		}
 	}
-	t := time.NewTicker(s.settings.RefreshInterval())
-	defer t.Stop()
-	for {
-		if err := s.Refresh(ctx); err != nil && ctx.Err() == nil {
-			s.logger.Warn("Network refresh incomplete; other agents' data still flows", "error", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	source.Every(ctx, s.settings.RefreshInterval(), s.Refresh, s.logger, "Network refresh incomplete; other agents' data still flows")
 }
 
 // Index builds a resolver from the informers' current caches.

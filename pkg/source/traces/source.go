@@ -12,6 +12,7 @@ import (
 
 	"github.com/livemap/servicemap/pkg/config"
 	"github.com/livemap/servicemap/pkg/model"
+	"github.com/livemap/servicemap/pkg/source"
 	"github.com/livemap/servicemap/pkg/source/pgwindow"
 	"github.com/livemap/servicemap/pkg/store"
 )
@@ -59,18 +60,7 @@ func (s *Source) SetClock(now func() time.Time) {
 
 // Run backfills the retention window, then refreshes on the interval.
 func (s *Source) Run(ctx context.Context) {
-	t := time.NewTicker(s.settings.RefreshInterval())
-	defer t.Stop()
-	for {
-		if err := s.Refresh(ctx); err != nil && ctx.Err() == nil {
-			s.logger.Warn("Trace refresh failed; serving the last good data", "error", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	source.Every(ctx, s.settings.RefreshInterval(), s.Refresh, s.logger, "Trace refresh failed; serving the last good data")
 }
 
 // Refresh reads every whole window between the watermark and now minus the
