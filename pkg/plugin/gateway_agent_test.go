@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
-	"github.com/grafana/grafana-plugin-sdk-go/data"
 
 	"github.com/livemap/servicemap/internal/testenv"
 	"github.com/livemap/servicemap/internal/testenv/nginx"
@@ -223,23 +222,4 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// rowsByID reads the named fields of every row of a frame with an id field.
-func rowsByID(t *testing.T, f *data.Frame, fields ...string) map[string][]any {
-	t.Helper()
-	ids, _ := f.FieldByName("id")
-	out := map[string][]any{}
-	for i := 0; i < ids.Len(); i++ {
-		row := make([]any, len(fields))
-		for j, name := range fields {
-			fld, _ := f.FieldByName(name)
-			if fld == nil {
-				t.Fatalf("%s has no field %s", f.Name, name)
-			}
-			row[j], _ = fld.ConcreteAt(i)
-		}
-		out[ids.At(i).(string)] = row
-	}
-	return out
 }

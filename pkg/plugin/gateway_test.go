@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
-	"github.com/grafana/grafana-plugin-sdk-go/data"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/livemap/servicemap/internal/testenv/postgres"
@@ -256,24 +255,6 @@ func TestGatewayTableMissingIsNamed(t *testing.T) {
 	if !found {
 		t.Errorf("no stale notice for the gateway: %+v", dr.Frames[0].Meta.Notices)
 	}
-}
-
-// cell reads one field of the row whose id is id.
-func cell(t *testing.T, f *data.Frame, field, id string) any {
-	t.Helper()
-	ids, _ := f.FieldByName("id")
-	fld, _ := f.FieldByName(field)
-	if fld == nil {
-		t.Fatalf("%s has no field %s", f.Name, field)
-	}
-	for i := 0; i < ids.Len(); i++ {
-		if ids.At(i).(string) == id {
-			v, _ := fld.ConcreteAt(i)
-			return v
-		}
-	}
-	t.Fatalf("no row %s in %s", id, f.Name)
-	return nil
 }
 
 // directInstance builds a data source in-process (not over gRPC) with the

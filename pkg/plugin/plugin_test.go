@@ -172,38 +172,26 @@ func TestServiceMapThroughPluginProtocol(t *testing.T) {
 	if nodes.Meta.PreferredVisualization != data.VisTypeNodeGraph || edges.Meta.PreferredVisualization != data.VisTypeNodeGraph {
 		t.Fatalf("frames are not node graph frames")
 	}
-	row := func(f *data.Frame, field string, id string) any {
-		ids, _ := f.FieldByName("id")
-		fld, _ := f.FieldByName(field)
-		for i := 0; i < ids.Len(); i++ {
-			if ids.At(i).(string) == id {
-				v, _ := fld.ConcreteAt(i)
-				return v
-			}
-		}
-		t.Fatalf("no row %s in %s", id, f.Name)
-		return nil
-	}
 	// rates over the one-hour range, error rates, health colours
-	if got := row(edges, "mainstat", "frontend->checkout").(float64); got != 60.0/3600 {
+	if got := cell(t, edges, "mainstat", "frontend->checkout").(float64); got != 60.0/3600 {
 		t.Errorf("frontend->checkout rps %v", got)
 	}
-	if got := row(edges, "detail__error_rate", "frontend->checkout").(float64); got != 0.1 {
+	if got := cell(t, edges, "detail__error_rate", "frontend->checkout").(float64); got != 0.1 {
 		t.Errorf("frontend->checkout error rate %v", got)
 	}
-	if got := row(edges, "color", "frontend->checkout"); got != "#F2495C" {
+	if got := cell(t, edges, "color", "frontend->checkout"); got != "#F2495C" {
 		t.Errorf("10 %% errors should be red, got %v", got)
 	}
-	if got := row(edges, "color", "checkout->payments"); got != "#F2495C" {
+	if got := cell(t, edges, "color", "checkout->payments"); got != "#F2495C" {
 		t.Errorf("p99 900 ms over a 500 ms SLO should be red, got %v", got)
 	}
-	if got := row(edges, "color", "frontend->catalog"); got != "#73BF69" {
+	if got := cell(t, edges, "color", "frontend->catalog"); got != "#73BF69" {
 		t.Errorf("healthy edge should be green, got %v", got)
 	}
-	if got := row(nodes, "arc__errors", "checkout").(float64); got != 0.1 {
+	if got := cell(t, nodes, "arc__errors", "checkout").(float64); got != 0.1 {
 		t.Errorf("checkout error arc %v", got)
 	}
-	if got := row(nodes, "arc__success", "catalog").(float64); got != 1 {
+	if got := cell(t, nodes, "arc__success", "catalog").(float64); got != 1 {
 		t.Errorf("catalog success arc %v", got)
 	}
 }
@@ -406,4 +394,41 @@ func TestServicesResource(t *testing.T) {
 	if strings.Join(names, ",") != "catalog,checkout,frontend,payments,user" {
 		t.Errorf("services %v", names)
 	}
+}
+
+// cell reads one field of the row with the given id.
+func cell(t *testing.T, f *data.Frame, field, id string) any {
+	t.Helper()
+	ids, _ := f.FieldByName("id")
+	fld, _ := f.FieldByName(field)
+	if fld == nil {
+		t.Fatalf("%s has no field %s", f.Name, field)
+	}
+	for i := 0; i < ids.Len(); i++ {
+		if ids.At(i).(string) == id {
+			v, _ := fld.ConcreteAt(i)
+			return v
+		}
+	}
+	t.Fatalf("no row %s in %s", id, f.Name)
+	return nil
+}
+
+// rowsByID reads the named fields of every row of a frame with an id field.
+func rowsByID(t *testing.T, f *data.Frame, fields ...string) map[string][]any {
+	t.Helper()
+	ids, _ := f.FieldByName("id")
+	out := map[string][]any{}
+	for i := 0; i < ids.Len(); i++ {
+		row := make([]any, len(fields))
+		for j, name := range fields {
+			fld, _ := f.FieldByName(name)
+			if fld == nil {
+				t.Fatalf("%s has no field %s", f.Name, name)
+			}
+			row[j], _ = fld.ConcreteAt(i)
+		}
+		out[ids.At(i).(string)] = row
+	}
+	return out
 }
