@@ -23,12 +23,12 @@ import (
 )
 
 // scriptedAgent serves GET /v1/gateway from a list of closed buckets as the
-// contract in pkg/agent/api/gateway.go describes it. The node agent's tailer
-// is built on another branch: until it is merged, this stands in for it so
-// the faults a real agent does not produce on demand (a gap after a
-// restart, a bucket with corrupt sketch bytes, malformed JSON) can be
-// served. The end-to-end test with a real nginx and the real agent is the
-// lead's, after the merge.
+// contract in pkg/agent/api/gateway.go describes it. It is a stand-in for
+// the faults the real agent does not produce on demand (a gap of exactly N
+// buckets, a bucket with corrupt sketch bytes, malformed JSON, a page size
+// of 2) and for exact client sets per bucket. The real agent behind a real
+// nginx, exactly once across polls and a restart, over TLS, is tested end
+// to end in pkg/plugin/gateway_agent_test.go.
 type scriptedAgent struct {
 	mu       sync.Mutex
 	epoch    string
