@@ -349,6 +349,9 @@ func (g *Gateway) Report(after uint64, epoch string) *api.GatewayReport {
 	if epoch != "" && epoch != g.epoch {
 		after = 0
 	}
+	// Nothing is newer than lastSeq; this also keeps after+1 from wrapping
+	// (CheckHealth probes with the largest after to get an empty answer).
+	after = min(after, g.lastSeq)
 	rep := &api.GatewayReport{SchemaVersion: 1, Node: g.cfg.Node, Epoch: g.epoch, LastSeq: g.lastSeq,
 		Oldest: g.lastSeq + 1, Buckets: []api.GatewayBucket{}}
 	if len(g.closed) > 0 {

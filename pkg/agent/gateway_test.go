@@ -157,6 +157,11 @@ func TestGatewayRetentionGapEpochAndBounds(t *testing.T) {
 	if rep.Gap != 0 || rep.More || len(rep.Buckets) != 2 || rep.Buckets[0].Seq != 9 || rep.Buckets[1].Seq != 10 {
 		t.Fatalf("page 2: %+v", rep)
 	}
+	// The health probe's largest after gets nothing and no gap (after+1
+	// must not wrap to 0 and send everything).
+	if rep = g.Report(^uint64(0), ""); len(rep.Buckets) != 0 || rep.Gap != 0 || rep.More {
+		t.Fatalf("probe with the largest after: %+v", rep)
+	}
 	// A client of another epoch starts over from 0 (and learns the gap).
 	rep = g.Report(9, "other-epoch")
 	if rep.Gap != 6 || rep.Buckets[0].Seq != 7 {
