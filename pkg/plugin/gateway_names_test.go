@@ -50,6 +50,8 @@ func TestGatewayUpstreamsNamedLikeKubernetes(t *testing.T) {
 		"203.0.113.9:443":                       "203.0.113.9",  // not a cluster service: the address
 		"http://frontend.shop.svc:80/login?x=1": "web-frontend",
 		"checkout":                              "checkout",
+		"frontend.shop:80":                      "web-frontend", // name.namespace short form
+		"api.example":                           "api.example",  // two labels, no such Service: kept
 	} {
 		if got := names.Node(raw); got != want {
 			t.Errorf("Node(%q) = %q, want %q", raw, got, want)

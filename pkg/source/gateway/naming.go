@@ -63,6 +63,13 @@ func (n Names) Node(raw string) string {
 		}
 		return parts[0]
 	}
+	// name.namespace, the short form pods resolve through their search
+	// path: only the cluster can tell it from an outside host name.
+	if parts := strings.Split(host, "."); len(parts) == 2 && n.Resolver != nil {
+		if id, ok := n.Resolver.ServiceNode(parts[1], parts[0]); ok {
+			return id
+		}
+	}
 	return host
 }
 
