@@ -24,6 +24,7 @@ import (
 
 	"github.com/livemap/servicemap/internal/testenv/postgres"
 	"github.com/livemap/servicemap/pkg/plugin"
+	"github.com/livemap/servicemap/pkg/source/gateway"
 	"github.com/livemap/servicemap/pkg/source/traces"
 )
 
@@ -80,7 +81,10 @@ func main() {
 	db := pg.CreateDatabase(r, "demo")
 	pg.Exec(r, db, traces.SpansDDL)
 	n := loadSpans(r, pg, db, now)
-	fmt.Printf("Loaded %d spans (one hour of a sample shop) into table spans.\n\n", n)
+	pg.Exec(r, db, gateway.TableDDL)
+	users := loadAccessLog(r, pg, db, now)
+	fmt.Printf("Loaded %d spans (one hour of a sample shop) into table spans,\n"+
+		"and the gateway's access log of the same 3,000 requests (%d distinct users) into table gateway_logs.\n\n", n, users)
 
 	factory := func(ctx context.Context, s backend.DataSourceInstanceSettings) (instancemgmt.Instance, error) {
 		return plugin.NewDatasourceWithOptions(ctx, s, plugin.Options{})
@@ -97,14 +101,15 @@ func main() {
 	}
 	defer func() { _ = tp.Shutdown() }()
 	js, _ := json.Marshal(map[string]any{"host": pg.Addr, "database": db, "user": pg.User, "sslMode": "disable",
-		"tableShape": "spans", "gracePeriodSeconds": 5, "slo": map[string]any{"errorRate": 0.01, "p99LatencyMs": 500}})
+		"tableShape": "spans", "gracePeriodSeconds": 5, "slo": map[string]any{"errorRate": 0.01, "p99LatencyMs": 500},
+		"gateway": map[string]any{"enabled": true}})
 	pctx := backend.PluginContext{PluginID: plugin.PluginID, DataSourceInstanceSettings: &backend.DataSourceInstanceSettings{
 		ID: 1, UID: "servicemap", Name: "Service map", JSONData: js, DecryptedSecureJSONData: map[string]string{"password": pg.Password}}}
 	ctx := context.Background()
 	var health *backend.CheckHealthResult
 	for i := 0; i < 300; i++ {
 		health, err = tp.Client.CheckHealth(ctx, &backend.CheckHealthRequest{PluginContext: pctx})
-		if err == nil && strings.Contains(health.Message, "last refresh") {
+		if err == nil && strings.Contains(health.Message, "traces: last refresh") && strings.Contains(health.Message, "gateway: last refresh") {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -117,11 +122,12 @@ func main() {
 	resp, err := tp.Client.QueryData(ctx, &backend.QueryDataRequest{PluginContext: pctx, Queries: []backend.DataQuery{
 		{RefID: "map", QueryType: "serviceMap", TimeRange: rng, JSON: []byte(`{}`)},
 		{RefID: "alert", QueryType: "edgeMetrics", TimeRange: rng, JSON: []byte(`{"metric":"error_rate","format":"numeric"}`)},
+		{RefID: "impact", QueryType: "impact", TimeRange: rng, JSON: []byte(`{"service":"payments","frame":"summary,recovery_order"}`)},
 	}})
 	if err != nil {
 		r.Fatal(err)
 	}
-	for _, ref := range []string{"map", "alert"} {
+	for _, ref := range []string{"map", "alert", "impact"} {
 		if e := resp.Responses[ref].Error; e != nil {
 			r.Fatalf("%s query failed: %v", ref, e)
 		}
@@ -130,6 +136,49 @@ func main() {
 	printNodes(frames[0])
 	printEdges(frames[1])
 	printAlert(resp.Responses["alert"].Frames[0])
+	printImpact(resp.Responses["impact"].Frames)
+}
+
+// loadAccessLog writes the gateway's view of the shop's entry traffic: the
+// same 3,000 requests to web-frontend, from 800 users (some twice or more),
+// and returns how many distinct users there were.
+func loadAccessLog(r *runner, pg *postgres.Server, db string, now time.Time) int {
+	conn := pg.Connect(r, db)
+	defer conn.Close(context.Background())
+	rnd := rand.New(rand.NewPCG(3, 5))
+	seen := map[int]bool{}
+	var rows [][]any
+	for i := 0; i < 3000; i++ {
+		at := now.Add(-time.Hour).Add(time.Duration(i) * 59 * time.Minute / 3000)
+		u := rnd.IntN(800)
+		seen[u] = true
+		status := 200
+		if rnd.Float64() < 0.001 {
+			status = 503
+		}
+		rows = append(rows, []any{at, fmt.Sprintf("198.51.100.%d", u%250), fmt.Sprintf("user-%d", u), nil,
+			"web-frontend.shop.svc.cluster.local:8080", status, 140 * math.Exp(0.5*rnd.NormFloat64()), "http", nil})
+	}
+	_, err := conn.CopyFrom(context.Background(), pgx.Identifier{"gateway_logs"},
+		[]string{"time", "client", "client_key", "caller", "service", "status", "duration_ms", "protocol", "grpc_status"},
+		pgx.CopyFromRows(rows))
+	if err != nil {
+		r.Fatal(err)
+	}
+	return len(seen)
+}
+
+func printImpact(frames data.Frames) {
+	summary, recovery := frames[0], frames[1]
+	fmt.Println("\nIMPACT of payments (the incident view)")
+	for _, f := range []struct{ label, field string }{
+		{"scope", "summary"}, {"root cause", "root_cause"}, {"blast radius", "blast_radius"},
+	} {
+		fmt.Printf("  %-13s %s\n", f.label+":", str(summary, f.field, 0))
+	}
+	fmt.Println()
+	printTable("RECOVERY ORDER (dependencies first)", recovery, []column{
+		{"step", "step", 4}, {"services", "services", -40}, {"label", "label", -30}})
 }
 
 func loadSpans(r *runner, pg *postgres.Server, db string, now time.Time) int {
