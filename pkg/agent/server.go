@@ -40,7 +40,10 @@ type Server struct {
 	maxBytes  int
 	// StaleAfter makes /healthz fail if the last snapshot is older (0: never).
 	StaleAfter time.Duration
-	now        func() time.Time
+	// MaxBirthsBytes bounds the births of one answer on their own (0: the
+	// same bound as the snapshot); beyond it the answer says More.
+	MaxBirthsBytes int
+	now            func() time.Time
 
 	gateway *Gateway // nil: no GET /v1/gateway (see ServeGateway)
 
@@ -144,8 +147,11 @@ func (s *Server) births(snap *api.Snapshot, r *http.Request) (*api.Births, error
 	case afterS == "" && epoch == "" && sampledS == "":
 		b.After = snap.Seq - 1 // the last poll only
 		b.Sampled = b.After
+	case afterS == "0" && epoch == "" && sampledS == "":
+		// Every held poll of whatever run this is: a client's first contact.
+		b.After, b.Sampled = 0, 0
 	case afterS == "" || epoch == "":
-		return nil, errors.New("after and epoch go together (sampled needs both)")
+		return nil, errors.New("after and epoch go together (sampled needs both; only after=0 stands alone)")
 	default:
 		after, err := strconv.ParseUint(afterS, 10, 64)
 		if err != nil {
@@ -171,6 +177,10 @@ func (s *Server) births(snap *api.Snapshot, r *http.Request) (*api.Births, error
 	}
 	// Bound the births like the snapshot: whole polls, oldest first, at
 	// least one so a client always makes progress.
+	bound := s.maxBytes
+	if s.MaxBirthsBytes > 0 {
+		bound = s.MaxBirthsBytes
+	}
 	size := 0
 	b.Polls = polls
 	for i, p := range polls {
@@ -179,7 +189,7 @@ func (s *Server) births(snap *api.Snapshot, r *http.Request) (*api.Births, error
 			return nil, err
 		}
 		size += len(enc)
-		if size > s.maxBytes && i > 0 {
+		if size > bound && i > 0 {
 			b.Polls, b.Through, b.More = polls[:i], polls[i-1].Seq, true
 			break
 		}
