@@ -52,21 +52,29 @@ func (s *swappable) Births(after, through, sampled uint64) ([]api.PollBirths, ui
 	return s.get().Births(after, through, sampled)
 }
 
-// TestBirthsLosslessAcrossFetches: the real agent polls several times
-// between two refreshes of the plugin's source (which fetches it over HTTP
-// and resolves through a real kube-apiserver). Every short connection made
-// in between counts exactly once: N connections → N, however many agent
-// polls they are spread over; a refresh without a new poll adds nothing; a
-// restarted agent's births count and the loss of the old one's unfetched
-// births is reported; births dropped by the agent's retention before a
-// fetch are reported, not hidden.
-func TestBirthsLosslessAcrossFetches(t *testing.T) {
+// birthsRig is a client pod and a server pod (real network namespaces)
+// known to a real kube-apiserver as frontend-1 and checkout-1 behind the
+// Service checkout (a ClusterIP DNATed in the client's namespace), a real
+// agent over HTTP behind one address, and the plugin's source on it.
+type birthsRig struct {
+	t                  *testing.T
+	ctx                context.Context
+	clientPod          testnetns.Pod
+	current            *swappable
+	srv                *agent.Server
+	addr               string
+	settings           *config.Settings
+	c                  *cluster
+	serverIP, clientIP string
+}
+
+func newBirthsRig(t *testing.T, prefix string) *birthsRig {
 	testnetns.RequireRoot(t)
-	clientPod, serverPod := testnetns.PodPair(t, "10.245")
+	clientPod, serverPod := testnetns.PodPair(t, prefix)
 	clientPod.DNAT(t, pairClusterIP, 80, serverPod.IP+":8080")
 	kc := kubeapi.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
 	admin := kubernetes.NewForConfigOrDie(kc.AdminConfig())
 	c := &cluster{T: t, Ctx: ctx, Client: admin}
 	const ns = "shop"
@@ -99,18 +107,6 @@ func TestBirthsLosslessAcrossFetches(t *testing.T) {
 			go func() { io.Copy(io.Discard, c); c.Close() }()
 		}
 	}()
-	short := func(n int) {
-		for i := 0; i < n; i++ {
-			var conn net.Conn
-			doIn(t, clientPod.NS, func() (err error) {
-				conn, err = net.DialTimeout("tcp4", pairClusterIP+":80", 5*time.Second)
-				return err
-			})
-			port := conn.LocalAddr().(*net.TCPAddr).Port
-			conn.Close()
-			waitState(t, clientPod.NS, "time-wait", fmt.Sprintf("sport = :%d", port))
-		}
-	}
 
 	current := &swappable{ag: agent.New(agent.Config{Node: "node-a", PollInterval: time.Second, BirthsRetention: time.Hour})}
 	current.get().Poll() // the namespaces' first poll: births count from the next one
@@ -130,49 +126,115 @@ func TestBirthsLosslessAcrossFetches(t *testing.T) {
 	settings, err := config.Parse(jsonData, map[string]string{
 		"kubeToken": kc.AdminToken(), "kubeCACert": string(kc.CACertPEM()), "agentToken": "agent-secret"})
 	c.Must(err)
+	return &birthsRig{t: t, ctx: ctx, clientPod: clientPod, current: current, srv: srv, addr: hln.Addr().String(),
+		settings: settings, c: c, serverIP: serverPod.IP, clientIP: clientPod.IP}
+}
+
+// short makes n connections from the client that the client closes first
+// (each left in TIME_WAIT there).
+func (r *birthsRig) short(n int) {
+	r.t.Helper()
+	for _, conn := range r.open(n) {
+		r.closeAll([]net.Conn{conn})
+	}
+}
+
+func (r *birthsRig) open(n int) []net.Conn {
+	r.t.Helper()
+	var out []net.Conn
+	for i := 0; i < n; i++ {
+		var conn net.Conn
+		doIn(r.t, r.clientPod.NS, func() (err error) {
+			conn, err = net.DialTimeout("tcp4", pairClusterIP+":80", 5*time.Second)
+			return err
+		})
+		out = append(out, conn)
+	}
+	return out
+}
+
+func (r *birthsRig) closeAll(conns []net.Conn) {
+	r.t.Helper()
+	for _, conn := range conns {
+		port := conn.LocalAddr().(*net.TCPAddr).Port
+		conn.Close()
+		waitState(r.t, r.clientPod.NS, "time-wait", fmt.Sprintf("sport = :%d", port))
+	}
+}
+
+// plugin is one data source instance's view: its own store and source.
+type plugin struct {
+	r     *birthsRig
+	st    *store.Store
+	src   *Source
+	begin time.Time
+}
+
+// newPlugin starts a source with a fresh store, as a plugin (re)start does.
+func (r *birthsRig) newPlugin() *plugin {
+	r.t.Helper()
 	st := store.New(store.Options{Retention: time.Hour})
-	src, err := New(settings, st, log.DefaultLogger)
-	c.Must(err)
-	defer src.Close()
-	syncCtx, syncCancel := context.WithTimeout(ctx, 60*time.Second)
-	c.Must(src.WaitForSync(syncCtx))
+	src, err := New(r.settings, st, log.DefaultLogger)
+	r.c.Must(err)
+	r.t.Cleanup(src.Close)
+	syncCtx, syncCancel := context.WithTimeout(r.ctx, 60*time.Second)
+	r.c.Must(src.WaitForSync(syncCtx))
 	syncCancel()
-	eventually(t, "pods resolve", func() error {
-		if err := resolvesTo(src, serverPod.IP, 8080, "checkout")(); err != nil {
+	eventually(r.t, "pods resolve", func() error {
+		if err := resolvesTo(src, r.serverIP, 8080, "checkout")(); err != nil {
 			return err
 		}
-		return resolvesTo(src, clientPod.IP, 0, "frontend")()
+		return resolvesTo(src, r.clientIP, 0, "frontend")()
 	})
+	return &plugin{r: r, st: st, src: src, begin: time.Now().Add(-time.Hour)}
+}
 
-	begin := time.Now().Add(-time.Minute)
-	count := func() uint64 {
-		edges, _ := st.Snapshot(begin, time.Now().Add(time.Minute), model.SourceNetwork)
-		var n uint64
-		for _, e := range edges {
-			if e.Key != (model.EdgeKey{Source: "frontend", Target: "checkout"}) {
-				t.Errorf("unexpected edge %v", e.Key)
-			}
-			n += e.Stats.Connections
+// count is the connections on frontend→checkout in the store (the only
+// edge there may be).
+func (p *plugin) count() uint64 {
+	edges, _ := p.st.Snapshot(p.begin, time.Now().Add(time.Minute), model.SourceNetwork)
+	var n uint64
+	for _, e := range edges {
+		if e.Key != (model.EdgeKey{Source: "frontend", Target: "checkout"}) {
+			p.r.t.Errorf("unexpected edge %v", e.Key)
 		}
-		return n
+		n += e.Stats.Connections
 	}
-	detail := func() string {
-		for _, s := range st.Statuses() {
-			if s.Source == model.SourceNetwork {
-				return s.Detail + s.LastError
-			}
-		}
-		return ""
-	}
-	refresh := func(want uint64, what string) {
-		t.Helper()
-		if err := src.Refresh(ctx); err != nil {
-			t.Fatalf("%s: refresh: %v", what, err)
-		}
-		if got := count(); got != want {
-			t.Errorf("%s: frontend->checkout = %d connections, want %d (%s)", what, got, want, detail())
+	return n
+}
+
+func (p *plugin) detail() string {
+	for _, s := range p.st.Statuses() {
+		if s.Source == model.SourceNetwork {
+			return s.Detail + s.LastError
 		}
 	}
+	return ""
+}
+
+// refresh runs one refresh and checks the edge's total.
+func (p *plugin) refresh(want uint64, what string) {
+	p.r.t.Helper()
+	if err := p.src.Refresh(p.r.ctx); err != nil {
+		p.r.t.Fatalf("%s: refresh: %v", what, err)
+	}
+	if got := p.count(); got != want {
+		p.r.t.Errorf("%s: frontend->checkout = %d connections, want %d (%s)", what, got, want, p.detail())
+	}
+}
+
+// TestBirthsLosslessAcrossFetches: the real agent polls several times
+// between two refreshes of the plugin's source (which fetches it over HTTP
+// and resolves through a real kube-apiserver). Every short connection made
+// in between counts exactly once: N connections → N, however many agent
+// polls they are spread over; a refresh without a new poll adds nothing; a
+// restarted agent's births count and the loss of the old one's unfetched
+// births is reported; births dropped by the agent's retention before a
+// fetch are reported, not hidden.
+func TestBirthsLosslessAcrossFetches(t *testing.T) {
+	r := newBirthsRig(t, "10.245")
+	p := r.newPlugin()
+	current, short, refresh, detail, open, closeAll := r.current, r.short, p.refresh, p.detail, r.open, r.closeAll
 
 	refresh(0, "first fetch, nothing made yet")
 	// 10 connections over 5 agent polls (one without any), one fetch.
@@ -225,25 +287,6 @@ func TestBirthsLosslessAcrossFetches(t *testing.T) {
 	// Connections that an agent poll saw open but that closed before the
 	// next fetch are no births; no fetched snapshot showed them either.
 	// They count once, from the poll where they turned TIME_WAIT.
-	open := func(n int) []net.Conn {
-		var out []net.Conn
-		for i := 0; i < n; i++ {
-			var conn net.Conn
-			doIn(t, clientPod.NS, func() (err error) {
-				conn, err = net.DialTimeout("tcp4", pairClusterIP+":80", 5*time.Second)
-				return err
-			})
-			out = append(out, conn)
-		}
-		return out
-	}
-	closeAll := func(conns []net.Conn) {
-		for _, conn := range conns {
-			port := conn.LocalAddr().(*net.TCPAddr).Port
-			conn.Close()
-			waitState(t, clientPod.NS, "time-wait", fmt.Sprintf("sport = :%d", port))
-		}
-	}
 	unseen := open(3)
 	restarted.Poll() // ESTABLISHED: not fetched
 	closeAll(unseen)
