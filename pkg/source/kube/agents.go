@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -236,6 +237,7 @@ func (s *Source) fetchAgent(ctx context.Context, addr string, run agentRun, know
 	var f agentFetch
 	first := !known
 	skipped := 0
+	pages := cmp.Or(s.birthPages, maxBirthPages)
 	for page := 1; ; page++ {
 		snap, err := s.fetch(ctx, addr, run, known)
 		if err != nil {
@@ -281,7 +283,7 @@ func (s *Source) fetchAgent(ctx context.Context, addr string, run agentRun, know
 		if !births.More {
 			break
 		}
-		if page == maxBirthPages {
+		if page == pages {
 			f.notes = append(f.notes, fmt.Sprintf("agent %s: births fetched through poll %d of %d in %d answers, the rest next refresh", addr, births.Through, snap.Seq, page))
 			break
 		}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,6 +67,7 @@ type birthsRig struct {
 	settings           *config.Settings
 	c                  *cluster
 	serverIP, clientIP string
+	requests           atomic.Int64 // HTTP requests the agent answered
 }
 
 func newBirthsRig(t *testing.T, prefix string) *birthsRig {
@@ -114,7 +116,13 @@ func newBirthsRig(t *testing.T, prefix string) *birthsRig {
 	c.Must(err)
 	hln, err := net.Listen("tcp", "127.0.0.1:0")
 	c.Must(err)
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	r := &birthsRig{t: t, ctx: ctx, clientPod: clientPod, current: current, srv: srv, addr: hln.Addr().String(),
+		c: c, serverIP: serverPod.IP, clientIP: clientPod.IP}
+	h := srv.Handler()
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.requests.Add(1)
+		h.ServeHTTP(w, req)
+	}), ReadHeaderTimeout: 5 * time.Second}
 	go hs.Serve(hln)
 	t.Cleanup(func() { hs.Close() })
 
@@ -126,8 +134,8 @@ func newBirthsRig(t *testing.T, prefix string) *birthsRig {
 	settings, err := config.Parse(jsonData, map[string]string{
 		"kubeToken": kc.AdminToken(), "kubeCACert": string(kc.CACertPEM()), "agentToken": "agent-secret"})
 	c.Must(err)
-	return &birthsRig{t: t, ctx: ctx, clientPod: clientPod, current: current, srv: srv, addr: hln.Addr().String(),
-		settings: settings, c: c, serverIP: serverPod.IP, clientIP: clientPod.IP}
+	r.settings = settings
+	return r
 }
 
 // short makes n connections from the client that the client closes first
@@ -305,4 +313,114 @@ func TestBirthsLosslessAcrossFetches(t *testing.T) {
 	closeAll(seenOpen)
 	restarted.Poll()
 	refresh(total, "the 2 fetched connections closed")
+}
+
+// TestBirthsPagedAndFirstContact: the real agent's births bound is set so
+// low that every answer holds one poll (a whole poll is always sent), so the
+// births of several polls between two fetches come in several answers
+// (More). The source follows More within one refresh and counts every
+// birth once, applies the snapshot's rows only with the last answer (a
+// connection it counted open is not counted again when it closes); with
+// fewer answers allowed per refresh it reports the rest and takes it in the
+// next refreshes, again each birth once. A plugin (re)start, with an empty
+// store, counts every birth the agent still holds at its own poll time: the
+// same total as the plugin that watched them happen. After an agent this
+// source forgot, polls before its last listing are skipped and reported.
+func TestBirthsPagedAndFirstContact(t *testing.T) {
+	r := newBirthsRig(t, "10.246")
+	r.srv.MaxBirthsBytes = 1
+	ag := r.current.get()
+	p := r.newPlugin()
+	p.src.birthPages = 1000
+	p.refresh(0, "first fetch, nothing made yet")
+
+	// 10 births over 6 agent polls (and one poll without), and 2
+	// connections open at the last poll, all between two fetches.
+	total := uint64(0)
+	for _, n := range []int{1, 2, 0, 1, 3, 1, 2} {
+		r.short(n)
+		ag.Poll()
+		total += uint64(n)
+	}
+	live := r.open(2)
+	ag.Poll()
+	total += 2
+	before := r.requests.Load()
+	p.refresh(total, "10 births over 6 polls, one poll an answer, 2 open connections")
+	if n := r.requests.Load() - before; n < 6 {
+		t.Errorf("one refresh asked the agent %d times, want at least one answer for each of the 6 polls with births", n)
+	}
+	if d := p.detail(); !strings.Contains(d, "10 closed births and 0 closed connections no fetch had seen") || strings.Contains(d, "LOST") || strings.Contains(d, "NOT COUNTED") {
+		t.Errorf("detail %q, want 10 births and nothing lost or left", d)
+	}
+	p.refresh(total, "a fetch without a new agent poll")
+	r.closeAll(live)
+	ag.Poll()
+	p.refresh(total, "the 2 connections counted open closed")
+	phaseA := total
+	time.Sleep(20 * time.Millisecond) // poll times strictly before mid
+	mid := time.Now()
+	time.Sleep(20 * time.Millisecond)
+
+	// Two answers a refresh: the rest waits, is reported, and comes with
+	// the next refreshes, each birth once.
+	p.src.birthPages = 2
+	for _, n := range []int{1, 1, 2, 1, 1} {
+		r.short(n)
+		ag.Poll()
+		total += uint64(n)
+	}
+	if err := p.src.Refresh(r.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, d := p.count(), p.detail(); got >= total || !strings.Contains(d, "the rest next refresh") {
+		t.Errorf("2 answers for 5 polls with births: %d connections (want fewer than %d), detail %q (want the rest reported)", got, total, d)
+	}
+	for i := 0; i < 10 && strings.Contains(p.detail(), "the rest next refresh"); i++ {
+		if err := p.src.Refresh(r.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := p.count(); got != total {
+		t.Errorf("after catching up: %d connections, want %d (%s)", got, total, p.detail())
+	}
+	p.refresh(total, "caught up, no new poll")
+
+	// A plugin start: first contact, fresh store. Every held poll counts at
+	// its own time, the closed connections the first plugin had counted open
+	// as closed connections no fetch (of this plugin) had seen.
+	q := r.newPlugin()
+	q.src.birthPages = 1000
+	q.refresh(total, "plugin start: every birth the agent holds")
+	if d := q.detail(); !strings.Contains(d, "16 closed births and 2 closed connections no fetch had seen") || strings.Contains(d, "LOST") || strings.Contains(d, "NOT COUNTED") {
+		t.Errorf("detail %q, want 16 births, 2 closed connections, nothing lost or left", d)
+	}
+	from, to := time.Now().Add(-time.Hour), time.Now().Add(time.Minute)
+	starts, got := q.st.Windows(from, to, time.Minute, model.SourceNetwork)
+	_, want := p.st.Windows(from, to, time.Minute, model.SourceNetwork)
+	key := model.EdgeKey{Source: "frontend", Target: "checkout"}
+	for i := range starts {
+		var g, w uint64
+		if e := got[key]; i < len(e) && e[i] != nil {
+			g = e[i].Stats.Connections
+		}
+		if e := want[key]; i < len(e) && e[i] != nil {
+			w = e[i].Stats.Connections
+		}
+		if g != w {
+			t.Errorf("minute %s: restarted plugin %d connections, the one that watched %d", starts[i].Format(time.TimeOnly), g, w)
+		}
+	}
+	q.refresh(total, "the restarted plugin's next fetch")
+
+	// First contact after an agent was forgotten (not listed for an hour):
+	// held polls before its last listing may have been counted then. Here
+	// the source is told so directly: a static agent is never unlisted.
+	f := r.newPlugin()
+	f.src.birthPages = 1000
+	f.src.forgotBefore = mid
+	f.refresh(total-phaseA, "first contact after a forgotten agent: polls after it only")
+	if d := f.detail(); !strings.Contains(d, "NOT COUNTED") || !strings.Contains(d, "skipped") {
+		t.Errorf("detail %q does not report the skipped polls", d)
+	}
 }

@@ -58,6 +58,7 @@ type Source struct {
 	// forgotBefore: the latest refresh that listed an agent forgotten
 	// since (see fetchAgent).
 	forgotBefore time.Time
+	birthPages   int // answers per agent per refresh while births say More (0: maxBirthPages)
 	lastIdx      *Index
 	stop         chan struct{}
 	started      bool
