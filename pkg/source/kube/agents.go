@@ -82,7 +82,7 @@ func (s *Source) checkAgents(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := s.get(ctx, addrs[i], nil); err != nil {
+			if _, _, err := s.get(ctx, addrs[i], nil); err != nil {
 				errs[i] = fmt.Errorf("agent %s: %w", addrs[i], err)
 			}
 		}()
@@ -132,8 +132,9 @@ func (s *Source) agentURL(addr string) (string, error) {
 }
 
 // maxBirthPages bounds the answers taken from one agent in one refresh
-// while its births say More (each at most the agent's response bound); the
-// rest waits for the next refresh and is reported as behind.
+// while its births say More, and so does the response limit (s.maxBytes)
+// on their total size: the rest waits for the next refresh and is
+// reported.
 const maxBirthPages = 8
 
 // Refresh describes every Service as a node, polls every agent and records
@@ -238,8 +239,10 @@ func (s *Source) fetchAgent(ctx context.Context, addr string, run agentRun, know
 	first := !known
 	skipped := 0
 	pages := cmp.Or(s.birthPages, maxBirthPages)
+	var taken int64 // bytes of this refresh's answers
 	for page := 1; ; page++ {
-		snap, err := s.fetch(ctx, addr, run, known)
+		snap, n, err := s.fetch(ctx, addr, run, known)
+		taken += n
 		if err != nil {
 			f.err = err
 			break
@@ -283,8 +286,8 @@ func (s *Source) fetchAgent(ctx context.Context, addr string, run agentRun, know
 		if !births.More {
 			break
 		}
-		if page == pages {
-			f.notes = append(f.notes, fmt.Sprintf("agent %s: births fetched through poll %d of %d in %d answers, the rest next refresh", addr, births.Through, snap.Seq, page))
+		if page == pages || taken >= s.maxBytes {
+			f.notes = append(f.notes, fmt.Sprintf("agent %s: births fetched through poll %d of %d in %d answers (%d bytes), the rest next refresh", addr, births.Through, snap.Seq, page, taken))
 			break
 		}
 		run, known = next, true
@@ -305,7 +308,7 @@ func withoutRows(snap *api.Snapshot) *api.Snapshot {
 // fetch gets an agent's last snapshot with the births since the poll
 // applied last (run; all held ones if the agent restarted since, or on
 // first contact).
-func (s *Source) fetch(ctx context.Context, addr string, run agentRun, known bool) (*api.Snapshot, error) {
+func (s *Source) fetch(ctx context.Context, addr string, run agentRun, known bool) (*api.Snapshot, int64, error) {
 	q := url.Values{"after": {"0"}} // first contact: every held poll
 	if known {
 		q = url.Values{"after": {strconv.FormatUint(run.through, 10)}, "epoch": {run.epoch},
@@ -315,47 +318,47 @@ func (s *Source) fetch(ctx context.Context, addr string, run agentRun, known boo
 }
 
 // get asks an agent for its snapshot with the births query q (nil: the last
-// poll's births only).
-func (s *Source) get(ctx context.Context, addr string, q url.Values) (*api.Snapshot, error) {
+// poll's births only), with the size of the (decoded) answer.
+func (s *Source) get(ctx context.Context, addr string, q url.Values) (*api.Snapshot, int64, error) {
 	u, err := s.agentURL(addr)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	req.Header.Set("Authorization", "Bearer "+s.settings.Secrets.AgentToken)
 	resp, err := s.http.Do(req)
 	if err != nil {
-		return nil, explainTLS(err, s.settings)
+		return nil, 0, explainTLS(err, s.settings)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
-		return nil, fmt.Errorf("GET /v1/snapshot: %s: %s", resp.Status, strings.TrimSpace(string(msg)))
+		return nil, 0, fmt.Errorf("GET /v1/snapshot: %s: %s", resp.Status, strings.TrimSpace(string(msg)))
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, s.maxBytes+1))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if int64(len(body)) > s.maxBytes {
-		return nil, fmt.Errorf("snapshot larger than %d bytes", s.maxBytes)
+		return nil, 0, fmt.Errorf("snapshot larger than %d bytes", s.maxBytes)
 	}
 	var snap api.Snapshot
 	if err := json.Unmarshal(body, &snap); err != nil {
-		return nil, fmt.Errorf("decoding snapshot: %w", err)
+		return nil, 0, fmt.Errorf("decoding snapshot: %w", err)
 	}
 	if snap.SchemaVersion != api.SchemaVersion {
-		return nil, fmt.Errorf("snapshot schemaVersion %d, want %d (agent and plugin versions differ)", snap.SchemaVersion, api.SchemaVersion)
+		return nil, 0, fmt.Errorf("snapshot schemaVersion %d, want %d (agent and plugin versions differ)", snap.SchemaVersion, api.SchemaVersion)
 	}
 	if err := checkBirths(&snap); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return &snap, nil
+	return &snap, int64(len(body)), nil
 }
 
 // checkBirths rejects a snapshot whose births do not fit its own range, so
@@ -369,6 +372,9 @@ func checkBirths(snap *api.Snapshot) error {
 		return errors.New("snapshot without births")
 	case b.Through > snap.Seq || b.After > b.Through:
 		return fmt.Errorf("births cover polls %d..%d, beyond the snapshot's seq %d", b.After+1, b.Through, snap.Seq)
+	case b.More && (b.Through == b.After || b.Through == snap.Seq):
+		// Asking again from Through would get the same answer, or nothing.
+		return fmt.Errorf("births say more but cover polls %d..%d of %d", b.After+1, b.Through, snap.Seq)
 	}
 	last := b.After
 	for _, p := range b.Polls {

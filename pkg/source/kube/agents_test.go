@@ -386,14 +386,36 @@ func TestBirthsPagedAndFirstContact(t *testing.T) {
 	}
 	p.refresh(total, "caught up, no new poll")
 
+	// The answers of one refresh are bounded by the response limit too:
+	// with room for about one and a half answers, the second ends it.
+	p.src.birthPages = 1000
+	for i := 0; i < 3; i++ {
+		r.short(1)
+		ag.Poll()
+		total++
+	}
+	_, one, err := p.src.get(r.ctx, r.addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.src.maxBytes = one * 3 / 2
+	if err := p.src.Refresh(r.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, d := p.count(), p.detail(); got >= total || !strings.Contains(d, " in 2 answers (") || !strings.Contains(d, "the rest next refresh") {
+		t.Errorf("answers of %d bytes, limit %d: %d connections (want fewer than %d), detail %q (want 2 answers and the rest reported)", one, p.src.maxBytes, got, total, d)
+	}
+	p.src.maxBytes = MaxSnapshotBytes
+	p.refresh(total, "the rest, with the usual limit")
+
 	// A plugin start: first contact, fresh store. Every held poll counts at
 	// its own time, the closed connections the first plugin had counted open
 	// as closed connections no fetch (of this plugin) had seen.
 	q := r.newPlugin()
 	q.src.birthPages = 1000
 	q.refresh(total, "plugin start: every birth the agent holds")
-	if d := q.detail(); !strings.Contains(d, "16 closed births and 2 closed connections no fetch had seen") || strings.Contains(d, "LOST") || strings.Contains(d, "NOT COUNTED") {
-		t.Errorf("detail %q, want 16 births, 2 closed connections, nothing lost or left", d)
+	if d := q.detail(); !strings.Contains(d, "19 closed births and 2 closed connections no fetch had seen") || strings.Contains(d, "LOST") || strings.Contains(d, "NOT COUNTED") {
+		t.Errorf("detail %q, want 19 births, 2 closed connections, nothing lost or left", d)
 	}
 	from, to := time.Now().Add(-time.Hour), time.Now().Add(time.Minute)
 	starts, got := q.st.Windows(from, to, time.Minute, model.SourceNetwork)
@@ -422,5 +444,46 @@ func TestBirthsPagedAndFirstContact(t *testing.T) {
 	f.refresh(total-phaseA, "first contact after a forgotten agent: polls after it only")
 	if d := f.detail(); !strings.Contains(d, "NOT COUNTED") || !strings.Contains(d, "skipped") {
 		t.Errorf("detail %q does not report the skipped polls", d)
+	}
+}
+
+// TestCheckBirthsRefusesConfusedAnswers: births that do not fit their own
+// range are refused with the reason, so nothing is applied twice and a
+// "more" that would not move does not loop. Hand-made answers: the real
+// agent does not send these.
+func TestCheckBirthsRefusesConfusedAnswers(t *testing.T) {
+	polls := func(seqs ...uint64) []api.PollBirths {
+		out := []api.PollBirths{}
+		for _, s := range seqs {
+			out = append(out, api.PollBirths{Seq: s})
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name   string
+		epoch  string
+		births *api.Births
+		want   string // "" accepted
+	}{
+		{"whole range", "e", &api.Births{After: 2, Through: 5, Polls: polls(3, 5)}, ""},
+		{"a page", "e", &api.Births{After: 2, Through: 3, More: true, Polls: polls(3)}, ""},
+		{"nothing new", "e", &api.Births{After: 5, Through: 5, Polls: polls()}, ""},
+		{"no epoch", "", &api.Births{After: 4, Through: 5, Polls: polls()}, "snapshot without epoch"},
+		{"no births", "e", nil, "snapshot without births"},
+		{"through beyond seq", "e", &api.Births{After: 2, Through: 6, Polls: polls()}, "births cover polls 3..6, beyond the snapshot's seq 5"},
+		{"after beyond through", "e", &api.Births{After: 4, Through: 3, Polls: polls()}, "beyond the snapshot's seq 5"},
+		{"poll after through", "e", &api.Births{After: 2, Through: 4, More: true, Polls: polls(5)}, "births of poll 5 outside 3..4 or out of order"},
+		{"poll at after", "e", &api.Births{After: 2, Through: 5, Polls: polls(2)}, "births of poll 2 outside 3..5"},
+		{"poll twice", "e", &api.Births{After: 2, Through: 5, Polls: polls(3, 3)}, "births of poll 3 outside 3..5 or out of order"},
+		{"more without progress", "e", &api.Births{After: 3, Through: 3, More: true, Polls: polls()}, "births say more but cover polls 4..3 of 5"},
+		{"more at the last poll", "e", &api.Births{After: 2, Through: 5, More: true, Polls: polls(3)}, "births say more but cover polls 3..5 of 5"},
+	} {
+		err := checkBirths(&api.Snapshot{Epoch: tc.epoch, Seq: 5, Births: tc.births})
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: refused: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: error %v, want %q", tc.name, err, tc.want)
+		}
 	}
 }
