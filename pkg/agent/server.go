@@ -47,11 +47,19 @@ type Server struct {
 
 	gateway *Gateway // nil: no GET /v1/gateway (see ServeGateway)
 
-	mu      sync.Mutex
-	cached  *api.Snapshot // snapshot the encodings below belong to
+	mu sync.Mutex
+	// The last snapshot's encodings: [0] with its rows, [1] without (for
+	// answers whose births say More: the client takes the rows only from
+	// the answer that reaches the snapshot).
+	enc [2]encoding
+}
+
+// encoding is one snapshot's JSON, made at most once.
+type encoding struct {
+	snap    *api.Snapshot // snapshot the encodings below belong to
 	encoded []byte        // the bounded JSON without its closing "}\n"
 	gzipped *gzipHead     // encoded, compressed (made on the first request that accepts gzip)
-	encErr  error
+	err     error
 }
 
 // NewServer returns a server for src. token must not be empty; maxBytes
@@ -109,7 +117,7 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	gz := acceptsGzip(r)
-	plain, zhead, err := s.encode(snap, gz)
+	plain, zhead, err := s.encode(snap, births.More, gz)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
@@ -212,25 +220,35 @@ func acceptsGzip(r *http.Request) bool {
 
 // encode returns the JSON of snap within maxBytes (the bound applies to the
 // uncompressed JSON) without its closing "}\n", and with gz its compressed
-// beginning, encoding and compressing each snapshot at most once.
-func (s *Server) encode(snap *api.Snapshot, gz bool) ([]byte, *gzipHead, error) {
+// beginning, encoding and compressing each snapshot at most once. bare
+// leaves out the namespaces (the rows).
+func (s *Server) encode(snap *api.Snapshot, bare, gz bool) ([]byte, *gzipHead, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cached != snap {
-		s.encoded, s.encErr = EncodeBounded(snap, s.maxBytes)
-		if s.encErr == nil {
-			s.encoded = bytes.TrimSuffix(bytes.TrimSuffix(s.encoded, []byte("\n")), []byte("}"))
+	e := &s.enc[0]
+	if bare {
+		e = &s.enc[1]
+	}
+	if e.snap != snap {
+		src := snap
+		if bare {
+			cp := *snap
+			cp.Namespaces = []api.Namespace{}
+			src = &cp
 		}
-		s.gzipped = nil
-		s.cached = snap
+		*e = encoding{snap: snap}
+		e.encoded, e.err = EncodeBounded(src, s.maxBytes)
+		if e.err == nil {
+			e.encoded = bytes.TrimSuffix(bytes.TrimSuffix(e.encoded, []byte("\n")), []byte("}"))
+		}
 	}
-	if s.encErr != nil || !gz {
-		return s.encoded, nil, s.encErr
+	if e.err != nil || !gz {
+		return e.encoded, nil, e.err
 	}
-	if s.gzipped == nil {
-		s.gzipped = newGzipHead(s.encoded)
+	if e.gzipped == nil {
+		e.gzipped = newGzipHead(e.encoded)
 	}
-	return s.encoded, s.gzipped, nil
+	return e.encoded, e.gzipped, nil
 }
 
 // gzipHead is the beginning of a gzip stream (RFC 1952): the header and

@@ -344,12 +344,16 @@ func TestServerBirthsAfter(t *testing.T) {
 
 	// A small bound (the response's, or the births' own): whole polls,
 	// oldest first; the client continues from Through and gets the rest,
-	// nothing twice.
+	// nothing twice. An answer that says More leaves the rows out (the
+	// client takes them from the last one).
 	one, _ := json.Marshal(birthPoll(5, 1))
 	bound := len(one)*2 + len(one)/2
-	tiny := ringSource{snap: &api.Snapshot{SchemaVersion: api.SchemaVersion, Epoch: "run-2", Seq: 10}, polls: src.polls}
+	row := api.Namespace{Inode: 7, Connections: []api.Conn{{State: "ESTABLISHED", Direction: "outbound"}}}
+	tiny := ringSource{snap: &api.Snapshot{SchemaVersion: api.SchemaVersion, Epoch: "run-2", Seq: 10, Namespaces: []api.Namespace{}}, polls: src.polls}
+	withRow := ringSource{snap: &api.Snapshot{SchemaVersion: api.SchemaVersion, Epoch: "run-2", Seq: 10,
+		Namespaces: []api.Namespace{row}}, polls: src.polls}
 	small, _ := NewServer(tiny, "t", bound)
-	birthsOnly, _ := NewServer(tiny, "t", 0)
+	birthsOnly, _ := NewServer(withRow, "t", 0)
 	birthsOnly.MaxBirthsBytes = bound
 	for name, srv := range map[string]*Server{"response bound": small, "births bound": birthsOnly} {
 		hs2 := httptest.NewServer(srv.Handler())
@@ -360,7 +364,14 @@ func TestServerBirthsAfter(t *testing.T) {
 			if code != 200 {
 				t.Fatalf("%s: status %d: %s", name, code, body)
 			}
-			_, b := splitBirths(t, body)
+			head, b := splitBirths(t, body)
+			var snap api.Snapshot
+			if err := json.Unmarshal(head, &snap); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if wantRows := !b.More && srv == birthsOnly; (len(snap.Namespaces) == 1) != wantRows || snap.Namespaces == nil {
+				t.Errorf("%s: more=%v with namespaces %+v, want the row only without more (and [] not null)", name, b.More, snap.Namespaces)
+			}
 			got, _ := seqs(b)
 			all = append(all, got...)
 			after = b.Through

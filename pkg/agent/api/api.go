@@ -52,6 +52,8 @@ type Snapshot struct {
 	// Method is netlink, proc or mixed.
 	Method string `json:"method"`
 	// Namespaces are sorted by inode; each network namespace appears once.
+	// Empty when Births.More: the rows come with the answer whose births
+	// reach Seq (a client applies them only there).
 	Namespaces []Namespace `json:"namespaces"`
 	// Cost is what this poll cost the agent.
 	Cost Cost `json:"cost"`
