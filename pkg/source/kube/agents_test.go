@@ -387,23 +387,25 @@ func TestBirthsPagedAndFirstContact(t *testing.T) {
 	p.refresh(total, "caught up, no new poll")
 
 	// The answers of one refresh are bounded by the response limit too:
-	// with room for about one and a half answers, the second ends it.
+	// with a limit of exactly the first answer's size (measured with the
+	// same query; no agent poll in between, so the refresh gets the same
+	// answer), that answer ends the refresh.
 	p.src.birthPages = 1000
 	for i := 0; i < 3; i++ {
 		r.short(1)
 		ag.Poll()
 		total++
 	}
-	_, one, err := p.src.get(r.ctx, r.addr, nil)
+	_, one, err := p.src.fetch(r.ctx, r.addr, p.src.agentRuns[r.addr], true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.src.maxBytes = one * 3 / 2
+	p.src.maxBytes = one
 	if err := p.src.Refresh(r.ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got, d := p.count(), p.detail(); got >= total || !strings.Contains(d, " in 2 answers (") || !strings.Contains(d, "the rest next refresh") {
-		t.Errorf("answers of %d bytes, limit %d: %d connections (want fewer than %d), detail %q (want 2 answers and the rest reported)", one, p.src.maxBytes, got, total, d)
+	if got, d := p.count(), p.detail(); got >= total || !strings.Contains(d, fmt.Sprintf(" in 1 answers (%d bytes), the rest next refresh", one)) {
+		t.Errorf("limit = the first answer (%d bytes): %d connections (want fewer than %d), detail %q (want 1 answer and the rest reported)", one, got, total, d)
 	}
 	p.src.maxBytes = MaxSnapshotBytes
 	p.refresh(total, "the rest, with the usual limit")
