@@ -40,15 +40,26 @@ type Server struct {
 	maxBytes  int
 	// StaleAfter makes /healthz fail if the last snapshot is older (0: never).
 	StaleAfter time.Duration
-	now        func() time.Time
+	// MaxBirthsBytes bounds the births of one answer on their own (0: the
+	// same bound as the snapshot); beyond it the answer says More.
+	MaxBirthsBytes int
+	now            func() time.Time
 
 	gateway *Gateway // nil: no GET /v1/gateway (see ServeGateway)
 
-	mu      sync.Mutex
-	cached  *api.Snapshot // snapshot the encodings below belong to
+	mu sync.Mutex
+	// The last snapshot's encodings: [0] with its rows, [1] without (for
+	// answers whose births say More: the client takes the rows only from
+	// the answer that reaches the snapshot).
+	enc [2]encoding
+}
+
+// encoding is one snapshot's JSON, made at most once.
+type encoding struct {
+	snap    *api.Snapshot // snapshot the encodings below belong to
 	encoded []byte        // the bounded JSON without its closing "}\n"
 	gzipped *gzipHead     // encoded, compressed (made on the first request that accepts gzip)
-	encErr  error
+	err     error
 }
 
 // NewServer returns a server for src. token must not be empty; maxBytes
@@ -106,7 +117,7 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	gz := acceptsGzip(r)
-	plain, zhead, err := s.encode(snap, gz)
+	plain, zhead, err := s.encode(snap, births.More, gz)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
@@ -144,8 +155,11 @@ func (s *Server) births(snap *api.Snapshot, r *http.Request) (*api.Births, error
 	case afterS == "" && epoch == "" && sampledS == "":
 		b.After = snap.Seq - 1 // the last poll only
 		b.Sampled = b.After
+	case afterS == "0" && epoch == "" && sampledS == "":
+		// Every held poll of whatever run this is: a client's first contact.
+		b.After, b.Sampled = 0, 0
 	case afterS == "" || epoch == "":
-		return nil, errors.New("after and epoch go together (sampled needs both)")
+		return nil, errors.New("after and epoch go together (sampled needs both; only after=0 stands alone)")
 	default:
 		after, err := strconv.ParseUint(afterS, 10, 64)
 		if err != nil {
@@ -171,6 +185,10 @@ func (s *Server) births(snap *api.Snapshot, r *http.Request) (*api.Births, error
 	}
 	// Bound the births like the snapshot: whole polls, oldest first, at
 	// least one so a client always makes progress.
+	bound := s.maxBytes
+	if s.MaxBirthsBytes > 0 {
+		bound = s.MaxBirthsBytes
+	}
 	size := 0
 	b.Polls = polls
 	for i, p := range polls {
@@ -179,7 +197,7 @@ func (s *Server) births(snap *api.Snapshot, r *http.Request) (*api.Births, error
 			return nil, err
 		}
 		size += len(enc)
-		if size > s.maxBytes && i > 0 {
+		if size > bound && i > 0 {
 			b.Polls, b.Through, b.More = polls[:i], polls[i-1].Seq, true
 			break
 		}
@@ -202,25 +220,35 @@ func acceptsGzip(r *http.Request) bool {
 
 // encode returns the JSON of snap within maxBytes (the bound applies to the
 // uncompressed JSON) without its closing "}\n", and with gz its compressed
-// beginning, encoding and compressing each snapshot at most once.
-func (s *Server) encode(snap *api.Snapshot, gz bool) ([]byte, *gzipHead, error) {
+// beginning, encoding and compressing each snapshot at most once. bare
+// leaves out the namespaces (the rows).
+func (s *Server) encode(snap *api.Snapshot, bare, gz bool) ([]byte, *gzipHead, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cached != snap {
-		s.encoded, s.encErr = EncodeBounded(snap, s.maxBytes)
-		if s.encErr == nil {
-			s.encoded = bytes.TrimSuffix(bytes.TrimSuffix(s.encoded, []byte("\n")), []byte("}"))
+	e := &s.enc[0]
+	if bare {
+		e = &s.enc[1]
+	}
+	if e.snap != snap {
+		src := snap
+		if bare {
+			cp := *snap
+			cp.Namespaces = []api.Namespace{}
+			src = &cp
 		}
-		s.gzipped = nil
-		s.cached = snap
+		*e = encoding{snap: snap}
+		e.encoded, e.err = EncodeBounded(src, s.maxBytes)
+		if e.err == nil {
+			e.encoded = bytes.TrimSuffix(bytes.TrimSuffix(e.encoded, []byte("\n")), []byte("}"))
+		}
 	}
-	if s.encErr != nil || !gz {
-		return s.encoded, nil, s.encErr
+	if e.err != nil || !gz {
+		return e.encoded, nil, e.err
 	}
-	if s.gzipped == nil {
-		s.gzipped = newGzipHead(s.encoded)
+	if e.gzipped == nil {
+		e.gzipped = newGzipHead(e.encoded)
 	}
-	return s.encoded, s.gzipped, nil
+	return e.encoded, e.gzipped, nil
 }
 
 // gzipHead is the beginning of a gzip stream (RFC 1952): the header and

@@ -313,6 +313,7 @@ func TestServerBirthsAfter(t *testing.T) {
 		{"?after=10&epoch=run-2", 10, 10, 0, nil, 0, "nothing new"},
 		{"?after=2&epoch=run-2", 2, 2, 2, []uint64{5, 7, 8, 10}, 10, "polls 3 and 4 were dropped: gap 2"},
 		{"?after=7&epoch=run-1&sampled=7", 0, 0, 4, []uint64{5, 7, 8, 10}, 10, "another run: from its first poll; 1..4 dropped"},
+		{"?after=0", 0, 0, 4, []uint64{5, 7, 8, 10}, 10, "first contact: every held poll; 1..4 dropped"},
 	} {
 		code, b, msg := ask(tc.query)
 		if code != 200 {
@@ -332,6 +333,8 @@ func TestServerBirthsAfter(t *testing.T) {
 		"?sampled=3":                      "after and epoch go together",
 		"?after=x&epoch=run-2":            "after: want a poll sequence number",
 		"?after=3":                        "after and epoch go together",
+		"?after=0&sampled=0":              "after and epoch go together",
+		"?after=00":                       "after and epoch go together",
 		"?epoch=run-2":                    "after and epoch go together",
 	} {
 		if code, _, msg := ask(query); code != http.StatusBadRequest || !strings.Contains(msg, want) {
@@ -339,32 +342,49 @@ func TestServerBirthsAfter(t *testing.T) {
 		}
 	}
 
-	// A small bound: whole polls, oldest first; the client continues from
-	// Through and gets the rest, nothing twice.
+	// A small bound (the response's, or the births' own): whole polls,
+	// oldest first; the client continues from Through and gets the rest,
+	// nothing twice. An answer that says More leaves the rows out (the
+	// client takes them from the last one).
 	one, _ := json.Marshal(birthPoll(5, 1))
-	tiny := ringSource{snap: &api.Snapshot{SchemaVersion: api.SchemaVersion, Epoch: "run-2", Seq: 10}, polls: src.polls}
-	small, _ := NewServer(tiny, "t", len(one)*2+len(one)/2)
-	hs2 := httptest.NewServer(small.Handler())
-	defer hs2.Close()
-	var all []uint64
-	after := uint64(4)
-	for i := 0; i < 5; i++ {
-		code, body, _ := get(t, fmt.Sprintf("%s/v1/snapshot?after=%d&epoch=run-2", hs2.URL, after), "Bearer t")
-		if code != 200 {
-			t.Fatalf("status %d: %s", code, body)
+	bound := len(one)*2 + len(one)/2
+	row := api.Namespace{Inode: 7, Connections: []api.Conn{{State: "ESTABLISHED", Direction: "outbound"}}}
+	tiny := ringSource{snap: &api.Snapshot{SchemaVersion: api.SchemaVersion, Epoch: "run-2", Seq: 10, Namespaces: []api.Namespace{}}, polls: src.polls}
+	withRow := ringSource{snap: &api.Snapshot{SchemaVersion: api.SchemaVersion, Epoch: "run-2", Seq: 10,
+		Namespaces: []api.Namespace{row}}, polls: src.polls}
+	small, _ := NewServer(tiny, "t", bound)
+	birthsOnly, _ := NewServer(withRow, "t", 0)
+	birthsOnly.MaxBirthsBytes = bound
+	for name, srv := range map[string]*Server{"response bound": small, "births bound": birthsOnly} {
+		hs2 := httptest.NewServer(srv.Handler())
+		var all []uint64
+		after := uint64(4)
+		for i := 0; i < 5; i++ {
+			code, body, _ := get(t, fmt.Sprintf("%s/v1/snapshot?after=%d&epoch=run-2", hs2.URL, after), "Bearer t")
+			if code != 200 {
+				t.Fatalf("%s: status %d: %s", name, code, body)
+			}
+			head, b := splitBirths(t, body)
+			var snap api.Snapshot
+			if err := json.Unmarshal(head, &snap); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if wantRows := !b.More && srv == birthsOnly; (len(snap.Namespaces) == 1) != wantRows || snap.Namespaces == nil {
+				t.Errorf("%s: more=%v with namespaces %+v, want the row only without more (and [] not null)", name, b.More, snap.Namespaces)
+			}
+			got, _ := seqs(b)
+			all = append(all, got...)
+			after = b.Through
+			if !b.More {
+				break
+			}
+			if len(got) != 2 {
+				t.Errorf("%s: bounded answer has polls %v, want 2 whole polls", name, got)
+			}
 		}
-		_, b := splitBirths(t, body)
-		got, _ := seqs(b)
-		all = append(all, got...)
-		after = b.Through
-		if !b.More {
-			break
+		hs2.Close()
+		if !slices.Equal(all, []uint64{5, 7, 8, 10}) || after != 10 {
+			t.Errorf("%s: bounded paging gave %v through %d, want [5 7 8 10] through 10", name, all, after)
 		}
-		if len(got) != 2 {
-			t.Errorf("bounded answer has polls %v, want 2 whole polls", got)
-		}
-	}
-	if !slices.Equal(all, []uint64{5, 7, 8, 10}) || after != 10 {
-		t.Errorf("bounded paging gave %v through %d, want [5 7 8 10] through 10", all, after)
 	}
 }

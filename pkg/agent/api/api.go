@@ -10,7 +10,7 @@
 // neither loses nor double counts them: it remembers the epoch,
 // Births.Through and the Seq of the last snapshot whose rows it applied and
 // asks with those next time. Without the parameters Births covers the last
-// poll only.
+// poll only; after=0 alone (a client's first contact) every held poll.
 //
 // Field semantics are documented in docs/agent.md.
 package api
@@ -52,6 +52,8 @@ type Snapshot struct {
 	// Method is netlink, proc or mixed.
 	Method string `json:"method"`
 	// Namespaces are sorted by inode; each network namespace appears once.
+	// Empty when Births.More: the rows come with the answer whose births
+	// reach Seq (a client applies them only there).
 	Namespaces []Namespace `json:"namespaces"`
 	// Cost is what this poll cost the agent.
 	Cost Cost `json:"cost"`
@@ -75,7 +77,7 @@ type Births struct {
 	// After is the poll the births are counted from: the request's after,
 	// or 0 when the request's epoch is not the agent's (it restarted; the
 	// births of the previous run that were not fetched are lost), or
-	// Through-1 when the request had no after.
+	// Through-1 when the request had no after, 0 for after=0 alone.
 	After uint64 `json:"after"`
 	// Through is the last poll covered: the snapshot's Seq, unless More.
 	// The client asks next with after=Through.

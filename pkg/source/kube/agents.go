@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -81,7 +82,7 @@ func (s *Source) checkAgents(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := s.fetch(ctx, addrs[i], agentRun{}, false); err != nil {
+			if _, _, err := s.get(ctx, addrs[i], nil); err != nil {
 				errs[i] = fmt.Errorf("agent %s: %w", addrs[i], err)
 			}
 		}()
@@ -130,11 +131,18 @@ func (s *Source) agentURL(addr string) (string, error) {
 	return u.Scheme + "://" + u.Host + "/v1/snapshot", nil
 }
 
+// maxBirthPages bounds the answers taken from one agent in one refresh
+// while its births say More, and so does the response limit (s.maxBytes)
+// on their total size: the rest waits for the next refresh and is
+// reported.
+const maxBirthPages = 8
+
 // Refresh describes every Service as a node, polls every agent and records
 // the connections. A failing agent makes the source stale with a notice
 // naming it; the other agents' data is applied all the same. Births the
 // agents dropped or lost in a restart before they were fetched are named in
-// the source's detail and logged.
+// the source's detail and logged, and so are births left for the next
+// refresh or not counted at a first contact.
 func (s *Source) Refresh(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -145,42 +153,117 @@ func (s *Source) Refresh(ctx context.Context) error {
 		b.AddNode(x.ServiceNode(svc))
 	}
 	agents := s.Agents()
-	type result struct {
-		addr string
-		snap *api.Snapshot
-		err  error
-	}
-	results := make([]result, len(agents))
+	now := s.now()
+	results := make([]agentFetch, len(agents))
 	var wg sync.WaitGroup
 	for i, a := range agents {
 		run, known := s.agentRuns[a]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			snap, err := s.fetch(ctx, a, run, known)
-			results[i] = result{a, snap, err}
+			results[i] = s.fetchAgent(ctx, a, run, known, now)
 		}()
 	}
 	wg.Wait()
 	var snaps []*api.Snapshot
-	var errs, gaps []string
-	now := s.now()
-	for _, r := range results {
-		if run, ok := s.agentRuns[r.addr]; ok {
+	var errs, lost, notes []string
+	for i, f := range results {
+		addr := agents[i]
+		if run, ok := s.agentRuns[addr]; ok {
 			run.listed = now
-			s.agentRuns[r.addr] = run
+			s.agentRuns[addr] = run
 		}
-		if r.err != nil {
-			errs = append(errs, fmt.Sprintf("agent %s: %v", r.addr, r.err))
-			continue
+		if f.fetched {
+			s.agentRuns[addr] = f.run
+			snaps = append(snaps, f.snaps...)
 		}
-		snap, births := r.snap, r.snap.Births
-		run, known := s.agentRuns[r.addr]
+		lost = append(lost, f.lost...)
+		notes = append(notes, f.notes...)
+		if f.err != nil {
+			errs = append(errs, fmt.Sprintf("agent %s: %v", addr, f.err))
+		}
+	}
+	for addr, run := range s.agentRuns {
+		if now.Sub(run.listed) > forgetAgentAfter {
+			if run.listed.After(s.forgotBefore) {
+				s.forgotBefore = run.listed
+			}
+			delete(s.agentRuns, addr)
+		}
+	}
+	st := AddSnapshots(b, x, snaps)
+	s.store.Apply(b)
+	detail := fmt.Sprintf("%d services, %d agents (%d failing), %d new snapshots, %d connections counted, %d duplicates, %d closing ends of closed connections, %d closed births and %d closed connections no fetch had seen from %d agent polls, %d noise rows ignored, %d namespaces not matched to a pod",
+		len(x.Services()), len(agents), len(errs), len(snaps), st.Counted, st.Duplicates, st.ClosingSides, st.ClosedBirths, st.ClosedUnsampled, st.BirthPolls, st.Noise, st.UnknownLocal)
+	if len(lost) > 0 {
+		s.logger.Warn("Closed births lost before they were fetched", "gaps", strings.Join(lost, "; "))
+		detail += "; LOST: " + strings.Join(lost, "; ")
+	}
+	if len(notes) > 0 {
+		s.logger.Warn("Closed births not counted in this refresh", "agents", strings.Join(notes, "; "))
+		detail += "; NOT COUNTED: " + strings.Join(notes, "; ")
+	}
+	if len(errs) > 0 {
+		err := errors.New(strings.Join(errs, "; "))
+		s.store.ReportFailure(model.SourceNetwork, s.now(), err)
+		return err
+	}
+	s.store.ReportSuccess(model.SourceNetwork, s.now(), detail)
+	return nil
+}
+
+// agentFetch is what one refresh took from one agent: the answers to apply,
+// in order (every page of births; rows only from an answer whose births
+// reached its snapshot), and what to remember of the agent.
+type agentFetch struct {
+	snaps   []*api.Snapshot
+	run     agentRun
+	fetched bool     // run is set: at least one answer arrived
+	lost    []string // births lost before any fetch (restart, retention gap)
+	notes   []string // births not counted now: left for the next refresh, or skipped at a first contact
+	err     error
+}
+
+// fetchAgent gets an agent's last snapshot with the births since the poll
+// applied last, following More within this refresh (at most maxBirthPages
+// answers), so the births of however many polls count now, each once.
+//
+// On first contact (this source never fetched the agent, or forgot it) it
+// asks for every poll the agent holds: this source cannot have counted any
+// of them, its store started empty with it. Only when an agent was
+// forgotten (not listed for forgetAgentAfter) can the held polls predate a
+// fetch of this source; polls taken before the latest such agent was last
+// listed are then skipped, and said so.
+func (s *Source) fetchAgent(ctx context.Context, addr string, run agentRun, known bool, now time.Time) agentFetch {
+	var f agentFetch
+	first := !known
+	skipped := 0
+	pages := cmp.Or(s.birthPages, maxBirthPages)
+	var taken int64 // bytes of this refresh's answers
+	for page := 1; ; page++ {
+		snap, n, err := s.fetch(ctx, addr, run, known)
+		taken += n
+		if err != nil {
+			f.err = err
+			break
+		}
+		births := snap.Births
 		if known && run.epoch != snap.Epoch {
-			gaps = append(gaps, fmt.Sprintf("agent %s restarted (epoch %s, now %s): births after its poll %d were not fetched", r.addr, run.epoch, snap.Epoch, run.through))
+			f.lost = append(f.lost, fmt.Sprintf("agent %s restarted (epoch %s, now %s): births after its poll %d were not fetched", addr, run.epoch, snap.Epoch, run.through))
 		}
 		if births.Gap > 0 {
-			gaps = append(gaps, fmt.Sprintf("agent %s: births of %d polls (%d..%d) were dropped before this fetch (agent -births-retention)", r.addr, births.Gap, births.After+1, births.After+births.Gap))
+			f.lost = append(f.lost, fmt.Sprintf("agent %s: births of %d polls (%d..%d) were dropped before this fetch (agent -births-retention)", addr, births.Gap, births.After+1, births.After+births.Gap))
+		}
+		if first && !s.forgotBefore.IsZero() {
+			kept := births.Polls[:0]
+			for _, p := range births.Polls {
+				if p.TakenAt.After(s.forgotBefore) {
+					kept = append(kept, p)
+				} else {
+					skipped++
+				}
+			}
+			births.Polls = kept
 		}
 		next := agentRun{epoch: snap.Epoch, seq: snap.Seq, through: births.Through, listed: now}
 		sameRun := known && run.epoch == snap.Epoch
@@ -198,29 +281,22 @@ func (s *Source) Refresh(ctx context.Context) error {
 				next.seq = run.seq
 			}
 		}
-		s.agentRuns[r.addr] = next
-		snaps = append(snaps, snap)
-	}
-	for addr, run := range s.agentRuns {
-		if now.Sub(run.listed) > forgetAgentAfter {
-			delete(s.agentRuns, addr)
+		f.snaps = append(f.snaps, snap)
+		f.run, f.fetched = next, true
+		if !births.More {
+			break
 		}
+		if page == pages || taken >= s.maxBytes {
+			f.notes = append(f.notes, fmt.Sprintf("agent %s: births fetched through poll %d of %d in %d answers (%d bytes), the rest next refresh", addr, births.Through, snap.Seq, page, taken))
+			break
+		}
+		run, known = next, true
 	}
-	st := AddSnapshots(b, x, snaps)
-	s.store.Apply(b)
-	detail := fmt.Sprintf("%d services, %d agents (%d failing), %d new snapshots, %d connections counted, %d duplicates, %d closing ends of closed connections, %d closed births and %d closed connections no fetch had seen from %d agent polls, %d noise rows ignored, %d namespaces not matched to a pod",
-		len(x.Services()), len(agents), len(errs), len(snaps), st.Counted, st.Duplicates, st.ClosingSides, st.ClosedBirths, st.ClosedUnsampled, st.BirthPolls, st.Noise, st.UnknownLocal)
-	if len(gaps) > 0 {
-		s.logger.Warn("Closed births lost before they were fetched", "gaps", strings.Join(gaps, "; "))
-		detail += "; LOST: " + strings.Join(gaps, "; ")
+	if skipped > 0 {
+		f.notes = append(f.notes, fmt.Sprintf("agent %s (first contact): births of %d held polls taken before %s, when an agent this source forgot was last listed, skipped (they may have been counted then)",
+			addr, skipped, s.forgotBefore.UTC().Format(time.RFC3339)))
 	}
-	if len(errs) > 0 {
-		err := errors.New(strings.Join(errs, "; "))
-		s.store.ReportFailure(model.SourceNetwork, s.now(), err)
-		return err
-	}
-	s.store.ReportSuccess(model.SourceNetwork, s.now(), detail)
-	return nil
+	return f
 }
 
 func withoutRows(snap *api.Snapshot) *api.Snapshot {
@@ -230,49 +306,59 @@ func withoutRows(snap *api.Snapshot) *api.Snapshot {
 }
 
 // fetch gets an agent's last snapshot with the births since the poll
-// applied last (run; all held ones if the agent restarted since, only the
-// last poll's on first contact).
-func (s *Source) fetch(ctx context.Context, addr string, run agentRun, known bool) (*api.Snapshot, error) {
+// applied last (run; all held ones if the agent restarted since, or on
+// first contact).
+func (s *Source) fetch(ctx context.Context, addr string, run agentRun, known bool) (*api.Snapshot, int64, error) {
+	q := url.Values{"after": {"0"}} // first contact: every held poll
+	if known {
+		q = url.Values{"after": {strconv.FormatUint(run.through, 10)}, "epoch": {run.epoch},
+			"sampled": {strconv.FormatUint(run.seq, 10)}}
+	}
+	return s.get(ctx, addr, q)
+}
+
+// get asks an agent for its snapshot with the births query q (nil: the last
+// poll's births only), with the size of the (decoded) answer.
+func (s *Source) get(ctx context.Context, addr string, q url.Values) (*api.Snapshot, int64, error) {
 	u, err := s.agentURL(addr)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	if known {
-		u += "?" + url.Values{"after": {strconv.FormatUint(run.through, 10)}, "epoch": {run.epoch},
-			"sampled": {strconv.FormatUint(run.seq, 10)}}.Encode()
+	if len(q) > 0 {
+		u += "?" + q.Encode()
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	req.Header.Set("Authorization", "Bearer "+s.settings.Secrets.AgentToken)
 	resp, err := s.http.Do(req)
 	if err != nil {
-		return nil, explainTLS(err, s.settings)
+		return nil, 0, explainTLS(err, s.settings)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
-		return nil, fmt.Errorf("GET /v1/snapshot: %s: %s", resp.Status, strings.TrimSpace(string(msg)))
+		return nil, 0, fmt.Errorf("GET /v1/snapshot: %s: %s", resp.Status, strings.TrimSpace(string(msg)))
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, s.maxBytes+1))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if int64(len(body)) > s.maxBytes {
-		return nil, fmt.Errorf("snapshot larger than %d bytes", s.maxBytes)
+		return nil, 0, fmt.Errorf("snapshot larger than %d bytes", s.maxBytes)
 	}
 	var snap api.Snapshot
 	if err := json.Unmarshal(body, &snap); err != nil {
-		return nil, fmt.Errorf("decoding snapshot: %w", err)
+		return nil, 0, fmt.Errorf("decoding snapshot: %w", err)
 	}
 	if snap.SchemaVersion != api.SchemaVersion {
-		return nil, fmt.Errorf("snapshot schemaVersion %d, want %d (agent and plugin versions differ)", snap.SchemaVersion, api.SchemaVersion)
+		return nil, 0, fmt.Errorf("snapshot schemaVersion %d, want %d (agent and plugin versions differ)", snap.SchemaVersion, api.SchemaVersion)
 	}
 	if err := checkBirths(&snap); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return &snap, nil
+	return &snap, int64(len(body)), nil
 }
 
 // checkBirths rejects a snapshot whose births do not fit its own range, so
@@ -286,6 +372,9 @@ func checkBirths(snap *api.Snapshot) error {
 		return errors.New("snapshot without births")
 	case b.Through > snap.Seq || b.After > b.Through:
 		return fmt.Errorf("births cover polls %d..%d, beyond the snapshot's seq %d", b.After+1, b.Through, snap.Seq)
+	case b.More && (b.Through == b.After || b.Through == snap.Seq):
+		// Asking again from Through would get the same answer, or nothing.
+		return fmt.Errorf("births say more but cover polls %d..%d of %d", b.After+1, b.Through, snap.Seq)
 	}
 	last := b.After
 	for _, p := range b.Polls {

@@ -103,7 +103,7 @@ func TestAgentTLS(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			snap, err := src.fetch(ctx, tc.addr, agentRun{}, false)
+			snap, _, err := src.fetch(ctx, tc.addr, agentRun{}, false)
 			if tc.wantErr == "" {
 				if err != nil || snap.Node != tc.wantNode || snap.Epoch != ag.Epoch() || snap.Births == nil {
 					t.Fatalf("fetch = %+v, %v", snap, err)

@@ -55,9 +55,13 @@ type Source struct {
 
 	mu        sync.Mutex          // one refresh at a time
 	agentRuns map[string]agentRun // by agent address
-	lastIdx   *Index
-	stop      chan struct{}
-	started   bool
+	// forgotBefore: the latest refresh that listed an agent forgotten
+	// since (see fetchAgent).
+	forgotBefore time.Time
+	birthPages   int // answers per agent per refresh while births say More (0: maxBirthPages)
+	lastIdx      *Index
+	stop         chan struct{}
+	started      bool
 }
 
 // RestConfig builds the API client configuration: in-cluster, or the API
