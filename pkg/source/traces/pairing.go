@@ -200,6 +200,7 @@ type Pairer struct {
 	recent  map[spanKey]*pending
 	orphans map[spanKey][]orphan // by parent key
 	names   interner             // for Add; the spans reader decodes with its own
+	free    []pending            // the rest of the current chunk (newPending)
 	// Counters for CheckHealth and tests.
 	Spans, Calls, Unpaired, ClientsWithoutPeer uint64
 }
@@ -233,7 +234,8 @@ func rowOf(s *Span, names interner) row {
 func (p *Pairer) add(s *row, b *store.Batch) {
 	p.Spans++
 	end := s.start.Add(time.Duration(s.durMs * float64(time.Millisecond)))
-	pe := &pending{service: s.service, kind: s.kind, start: s.start, expires: end.Add(p.wait),
+	pe := p.newPending()
+	*pe = pending{service: s.service, kind: s.kind, start: s.start, expires: end.Add(p.wait),
 		durMs: s.durMs, failed: s.failed, attrs: s.attrs, protocol: s.protocol, namespace: s.namespace}
 	p.recent[s.key] = pe
 	if !s.hasParent {
@@ -253,6 +255,18 @@ func (p *Pairer) add(s *row, b *store.Batch) {
 			p.pair(pe, o.child, b)
 		}
 	}
+}
+
+// newPending hands out pending records from chunks: one allocation per 1,024
+// spans instead of one per span. A chunk is freed once all its spans have
+// expired, which is within the wait after the longest of them ended.
+func (p *Pairer) newPending() *pending {
+	if len(p.free) == 0 {
+		p.free = make([]pending, 1024)
+	}
+	pe := &p.free[0]
+	p.free = p.free[1:]
+	return pe
 }
 
 func (p *Pairer) pair(parent, child *pending, b *store.Batch) {
