@@ -335,3 +335,40 @@ func lineDiff(got, want string) string {
 	sort.Strings(out)
 	return strings.Join(out, "\n")
 }
+
+// A row that cannot be read in a later window stops the prefetching refresh
+// there: the windows before it are applied once, nothing after it is, and
+// the next refresh resumes from the failed window, again exactly once.
+func TestPrefetchFailureMidBackfillIsExactlyOnce(t *testing.T) {
+	pg := postgres.Start(t, postgres.Options{})
+	db := pg.CreateDatabase(t, "spans_prefetch_fail")
+	pg.Exec(t, db, SpansDDL)
+	pg.Exec(t, db, `ALTER TABLE spans ALTER COLUMN duration_ns DROP NOT NULL`)
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	// one root span every minute for the last 60 minutes: user → frontend
+	for i := 1; i <= 60; i++ {
+		pg.Exec(t, db, `INSERT INTO spans VALUES ($1, '0000000000000001', NULL, 'frontend', 'op', 'SPAN_KIND_SERVER', $2, 5000000, '', '{}', '{}')`,
+			fmt.Sprintf("%032x", i), now.Add(-time.Duration(i)*time.Minute+time.Second))
+	}
+	// the span of minute -22 has no duration: its window (-25..-20 min) fails
+	pg.Exec(t, db, `UPDATE spans SET duration_ns = NULL WHERE trace_id = $1`, fmt.Sprintf("%032x", 22))
+	clk := &fixedClock{now}
+	src, st := newSource(t, pg, db, map[string]any{"tableShape": "spans", "retentionHours": 1}, nil, clk)
+	err := src.Refresh(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "reading spans shape from 2026-11-23T11:35:00Z to 2026-11-23T11:40:00Z") ||
+		!strings.Contains(err.Error(), "column duration_ns") {
+		t.Fatalf("refresh error %v", err)
+	}
+	pairer := src.reader.(*spansReader).pairer
+	if got := edgeCounts(st, now.Add(-2*time.Hour), now); got["user->frontend"] != [2]uint64{35, 0} || pairer.Spans != 35 {
+		t.Fatalf("after the failure: %v, %d spans paired; want the 35 spans before the bad window", got, pairer.Spans)
+	}
+	pg.Exec(t, db, `UPDATE spans SET duration_ns = 5000000 WHERE trace_id = $1`, fmt.Sprintf("%032x", 22))
+	clk.t = now.Add(2 * time.Minute) // past the grace period for the newest span
+	if err := src.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := edgeCounts(st, now.Add(-2*time.Hour), now); got["user->frontend"] != [2]uint64{60, 0} || pairer.Spans != 60 {
+		t.Fatalf("after recovery: %v, %d spans paired; want 60", got, pairer.Spans)
+	}
+}
