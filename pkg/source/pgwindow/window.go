@@ -35,6 +35,16 @@ type Reader interface {
 	Progress() string
 }
 
+// Prefetcher is a Reader whose Read splits in two: Fetch reads a window
+// without touching any state kept between windows, and the step it returns
+// does the rest. Window fetches the next window on another goroutine while
+// the current one is finished and applied; Fetches never overlap each other,
+// and the steps run in window order on the Refresh goroutine.
+type Prefetcher interface {
+	Reader
+	Fetch(ctx context.Context, pool *pgxpool.Pool, from, to time.Time) (finish func() (*store.Batch, error), err error)
+}
+
 // Window reads a table incrementally into the store. Every whole window
 // between the watermark and now minus the grace period is read and applied
 // in one batch, and only then does the watermark move: a failure part-way
@@ -81,19 +91,86 @@ func (w *Window) Refresh(ctx context.Context) (detail string, err error) {
 	if w.watermark.IsZero() {
 		w.watermark = now.Add(-w.settings.Retention()).Truncate(time.Minute)
 	}
+	if p, ok := w.reader.(Prefetcher); ok {
+		err := w.prefetching(ctx, p, upper)
+		return w.detail(), err
+	}
 	for w.watermark.Before(upper) {
-		end := w.watermark.Add(Chunk)
-		if end.After(upper) {
-			end = upper
-		}
+		end := w.next(upper)
 		b, err := w.reader.Read(ctx, w.pool, w.watermark, end)
 		if err != nil {
-			return w.detail(), fmt.Errorf("reading %s from %s to %s: %w", w.What, w.watermark.UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339), err)
+			return w.detail(), w.readError(end, err)
 		}
 		w.store.Apply(b)
 		w.watermark = end
 	}
 	return w.detail(), nil
+}
+
+// next is the end of the window that starts at the watermark.
+func (w *Window) next(upper time.Time) time.Time {
+	if end := w.watermark.Add(Chunk); end.Before(upper) {
+		return end
+	}
+	return upper
+}
+
+func (w *Window) readError(end time.Time, err error) error {
+	return fmt.Errorf("reading %s from %s to %s: %w", w.What, w.watermark.UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339), err)
+}
+
+// prefetching is Refresh's loop with the next window's rows read while the
+// current one is finished and applied: on two cores, PostgreSQL and the
+// reading overlap with the pairing and the store. The watermark still moves
+// one applied window at a time, and the fetcher is stopped and waited for
+// before returning, so a failure leaves exactly what the plain loop leaves.
+func (w *Window) prefetching(ctx context.Context, p Prefetcher, upper time.Time) error {
+	type fetched struct {
+		end    time.Time
+		finish func() (*store.Batch, error)
+		err    error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	ch := make(chan fetched, 1) // one window waiting while the next is read
+	done := make(chan struct{})
+	defer func() { cancel(); <-done }()
+	go func(from time.Time) {
+		defer close(done)
+		for from.Before(upper) {
+			end := from.Add(Chunk)
+			if !end.Before(upper) {
+				end = upper
+			}
+			finish, err := p.Fetch(ctx, w.pool, from, end)
+			select {
+			case ch <- fetched{end, finish, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+			from = end
+		}
+	}(w.watermark)
+	for w.watermark.Before(upper) {
+		var f fetched
+		select {
+		case f = <-ch:
+		case <-ctx.Done():
+			return w.readError(w.next(upper), ctx.Err())
+		}
+		if f.err != nil {
+			return w.readError(f.end, f.err)
+		}
+		b, err := f.finish()
+		if err != nil {
+			return w.readError(f.end, err)
+		}
+		w.store.Apply(b)
+		w.watermark = f.end
+	}
+	return nil
 }
 
 func (w *Window) detail() string {

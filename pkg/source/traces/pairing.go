@@ -2,7 +2,6 @@ package traces
 
 import (
 	"crypto/sha256"
-	"encoding/hex"
 	"strings"
 	"time"
 
@@ -82,22 +81,43 @@ type spanKey struct {
 
 // keyOf decodes hex ids; ids in any other form are hashed into the same
 // shape so they still pair exactly.
-func keyOf(traceID, spanID string) spanKey {
+func keyOf[T string | []byte](traceID, spanID T) spanKey {
 	var k spanKey
-	if len(traceID) != 32 || !decodeHex(k.trace[:], traceID) {
-		h := sha256.Sum256([]byte(traceID))
-		copy(k.trace[:], h[:])
-	}
-	if len(spanID) != 16 || !decodeHex(k.span[:], spanID) {
-		h := sha256.Sum256([]byte(spanID))
-		copy(k.span[:], h[:])
-	}
+	idInto(k.trace[:], traceID)
+	idInto(k.span[:], spanID)
 	return k
 }
 
-func decodeHex(dst []byte, s string) bool {
-	_, err := hex.Decode(dst, []byte(s))
-	return err == nil
+// idInto decodes a hex id of exactly the right length into dst, without
+// allocating; any other id is hashed into dst.
+func idInto[T string | []byte](dst []byte, id T) {
+	if len(id) == 2*len(dst) {
+		ok := true
+		for i := range dst {
+			hi, ok1 := fromHex(id[2*i])
+			lo, ok2 := fromHex(id[2*i+1])
+			dst[i] = hi<<4 | lo
+			ok = ok && ok1 && ok2
+		}
+		if ok {
+			return
+		}
+	}
+	h := sha256.Sum256([]byte(id))
+	copy(dst, h[:])
+}
+
+// fromHex accepts what encoding/hex.Decode accepts: 0-9, a-f, A-F.
+func fromHex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 // pending is a span kept while it may still be a parent.
@@ -117,6 +137,44 @@ type pending struct {
 type orphan struct {
 	child   *pending
 	expires time.Time
+}
+
+// row is a span as pairing holds it: ids decoded into fixed-size keys, the
+// strings every span keeps interned, the peer attributes only for caller-side
+// spans (the only ones that may become edges to virtual nodes).
+type row struct {
+	key, parent spanKey
+	hasParent   bool
+	service     string
+	kind        Kind
+	failed      bool
+	start       time.Time
+	durMs       float64
+	protocol    string
+	namespace   string
+	attrs       *Attributes
+}
+
+// interner keeps one copy of each repeated string (service names, protocols,
+// namespaces), so a span costs no string allocation once its values were seen.
+type interner map[string]string
+
+// bytes returns the interned copy of b; the lookup itself does not allocate.
+func (in interner) bytes(b []byte) string {
+	if v, ok := in[string(b)]; ok {
+		return v
+	}
+	s := string(b)
+	in[s] = s
+	return s
+}
+
+func (in interner) string(s string) string {
+	if v, ok := in[s]; ok {
+		return v
+	}
+	in[s] = s
+	return s
 }
 
 // Pairer turns spans into calls between services, as Tempo's service graph
@@ -141,54 +199,74 @@ type Pairer struct {
 	wait    time.Duration
 	recent  map[spanKey]*pending
 	orphans map[spanKey][]orphan // by parent key
-	names   map[string]string    // interned service names
+	names   interner             // for Add; the spans reader decodes with its own
+	free    []pending            // the rest of the current chunk (newPending)
 	// Counters for CheckHealth and tests.
 	Spans, Calls, Unpaired, ClientsWithoutPeer uint64
 }
 
 // NewPairer waits up to `wait` after a span ends for its children.
 func NewPairer(wait time.Duration) *Pairer {
-	return &Pairer{wait: wait, recent: map[spanKey]*pending{}, orphans: map[spanKey][]orphan{}, names: map[string]string{}}
-}
-
-func (p *Pairer) intern(s string) string {
-	if v, ok := p.names[s]; ok {
-		return v
-	}
-	p.names[s] = s
-	return s
+	return &Pairer{wait: wait, recent: map[spanKey]*pending{}, orphans: map[spanKey][]orphan{}, names: interner{}}
 }
 
 // Add feeds one span; calls it completes go into the batch.
 func (p *Pairer) Add(s *Span, b *store.Batch) {
-	p.Spans++
-	k := keyOf(s.TraceID, s.SpanID)
-	end := s.Start.Add(time.Duration(s.DurationMs * float64(time.Millisecond)))
-	pe := &pending{service: p.intern(s.Service), kind: s.Kind, start: s.Start, expires: end.Add(p.wait),
-		durMs: s.DurationMs, failed: s.Failed, protocol: protocolOf(&s.Attrs), namespace: s.Attrs.ServiceNamespace}
+	r := rowOf(s, p.names)
+	p.add(&r, b)
+}
+
+// rowOf is what pairing keeps of a span.
+func rowOf(s *Span, names interner) row {
+	r := row{key: keyOf(s.TraceID, s.SpanID), hasParent: s.ParentSpanID != "", service: names.string(s.Service),
+		kind: s.Kind, failed: s.Failed, start: s.Start, durMs: s.DurationMs,
+		protocol: protocolOf(&s.Attrs), namespace: s.Attrs.ServiceNamespace}
+	if r.hasParent {
+		r.parent = keyOf(s.TraceID, s.ParentSpanID)
+	}
 	if s.Kind.callerSide() {
 		a := s.Attrs
-		pe.attrs = &a
+		r.attrs = &a
 	}
-	p.recent[k] = pe
-	if s.ParentSpanID == "" {
-		if s.Kind.calleeSide() || s.Kind == KindUnspecified {
-			p.emit(b, model.UserNodeID, pe.service, s.Start, s.DurationMs, s.Failed, pe.protocol)
+	return r
+}
+
+func (p *Pairer) add(s *row, b *store.Batch) {
+	p.Spans++
+	end := s.start.Add(time.Duration(s.durMs * float64(time.Millisecond)))
+	pe := p.newPending()
+	*pe = pending{service: s.service, kind: s.kind, start: s.start, expires: end.Add(p.wait),
+		durMs: s.durMs, failed: s.failed, attrs: s.attrs, protocol: s.protocol, namespace: s.namespace}
+	p.recent[s.key] = pe
+	if !s.hasParent {
+		if s.kind.calleeSide() || s.kind == KindUnspecified {
+			p.emit(b, model.UserNodeID, pe.service, s.start, s.durMs, s.failed, pe.protocol)
 		}
 	} else {
-		pk := keyOf(s.TraceID, s.ParentSpanID)
-		if parent, ok := p.recent[pk]; ok {
+		if parent, ok := p.recent[s.parent]; ok {
 			p.pair(parent, pe, b)
 		} else {
-			p.orphans[pk] = append(p.orphans[pk], orphan{child: pe, expires: s.Start.Add(p.wait)})
+			p.orphans[s.parent] = append(p.orphans[s.parent], orphan{child: pe, expires: s.start.Add(p.wait)})
 		}
 	}
-	if waiting, ok := p.orphans[k]; ok { // children that came first (clock skew, order)
-		delete(p.orphans, k)
+	if waiting, ok := p.orphans[s.key]; ok { // children that came first (clock skew, order)
+		delete(p.orphans, s.key)
 		for _, o := range waiting {
 			p.pair(pe, o.child, b)
 		}
 	}
+}
+
+// newPending hands out pending records from chunks: one allocation per 1,024
+// spans instead of one per span. A chunk is freed once all its spans have
+// expired, which is within the wait after the longest of them ended.
+func (p *Pairer) newPending() *pending {
+	if len(p.free) == 0 {
+		p.free = make([]pending, 1024)
+	}
+	pe := &p.free[0]
+	p.free = p.free[1:]
+	return pe
 }
 
 func (p *Pairer) pair(parent, child *pending, b *store.Batch) {
