@@ -118,6 +118,25 @@ func (l *Latency) Merge(other *Latency) {
 	l.n += other.n
 }
 
+// Sub removes every latency of other from l. other must be part of what was
+// merged into l (the store keeps a running total of its hour buckets and
+// takes an hour back out when it expires or a query leaves it out); counts
+// are integers, so l is then exactly the merge of the rest.
+func (l *Latency) Sub(other *Latency) {
+	if other == nil || other.n == 0 {
+		return
+	}
+	l.unpack()
+	lo := other.offset
+	hi := lo + int32(other.bins()) - 1
+	l.grow(lo, hi) // a no-op when the precondition holds
+	dst := l.counts[lo-l.offset:]
+	for i := range other.bins() {
+		dst[i] -= other.at(i)
+	}
+	l.n -= other.n
+}
+
 func mergePacked(dst []uint64, packed []byte, width uint8) {
 	switch width {
 	case 1:

@@ -126,3 +126,29 @@ func TestPackedIsSmallerThanDense(t *testing.T) {
 		t.Errorf("packed %d bytes is not at least 4x smaller than dense %d", packed, dense)
 	}
 }
+
+// Sub takes a merged histogram back out exactly, packed or not.
+func TestSubUndoesMerge(t *testing.T) {
+	var a, b Latency
+	for i := 1; i <= 500; i++ {
+		a.Add(float64(i))
+		b.AddN(float64(i*7), uint64(i)) // counts over 255: packed 2 bytes wide
+	}
+	want, err := a.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Pack()
+	var sum Latency
+	sum.Merge(&a)
+	sum.Merge(&b)
+	sum.Sub(&b)
+	sum.Pack() // trims the bins only b used
+	got, err := sum.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Count() != 500 || string(got) != string(want) {
+		t.Fatalf("after Sub: %v (%d), want %v", &sum, sum.Count(), &a)
+	}
+}

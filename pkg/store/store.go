@@ -293,7 +293,7 @@ func (s *Store) EntryClients(from, to time.Time) map[string]*hyperloglog.Sketch 
 		if k.source != model.SourceGateway {
 			continue
 		}
-		ser.visit(f, t, fineFrom, func(b *bucket) {
+		ser.visit(f, t, fineFrom, func(b *bucket, _ int) {
 			if b.clients == nil {
 				return
 			}
