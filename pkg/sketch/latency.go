@@ -176,10 +176,19 @@ func (l *Latency) Quantile(q float64) float64 {
 	}
 	rank := q * float64(l.n-1)
 	var cum uint64
-	for i := range l.bins() {
-		cum += l.at(i)
-		if float64(cum) > rank {
-			return indexMapping.Value(int(l.offset) + i)
+	if l.counts != nil { // the mutable form (merged query results): no per-bin width switch
+		for i, c := range l.counts {
+			cum += c
+			if float64(cum) > rank {
+				return indexMapping.Value(int(l.offset) + i)
+			}
+		}
+	} else {
+		for i := range l.bins() {
+			cum += l.at(i)
+			if float64(cum) > rank {
+				return indexMapping.Value(int(l.offset) + i)
+			}
 		}
 	}
 	return indexMapping.Value(int(l.offset) + l.bins() - 1)
