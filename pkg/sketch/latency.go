@@ -104,6 +104,12 @@ func (l *Latency) Merge(other *Latency) {
 		return
 	}
 	l.unpack()
+	if l.counts == nil && other.counts != nil { // into an empty histogram: a copy
+		l.offset, l.n = other.offset, other.n
+		l.counts = make([]uint64, len(other.counts), len(other.counts)+8)
+		copy(l.counts, other.counts)
+		return
+	}
 	lo := other.offset
 	hi := lo + int32(other.bins()) - 1
 	l.grow(lo, hi)
@@ -176,6 +182,18 @@ func (l *Latency) Quantile(q float64) float64 {
 	}
 	rank := q * float64(l.n-1)
 	var cum uint64
+	if l.counts != nil && q > 0.5 {
+		// high quantiles (p99 on every edge of a map) from the top: the
+		// smallest bin whose cumulative count exceeds rank, found by taking
+		// bins off the full count — the same integer comparisons as below.
+		cum = l.n
+		i := len(l.counts) - 1
+		for i > 0 && float64(cum-l.counts[i]) > rank {
+			cum -= l.counts[i]
+			i--
+		}
+		return indexMapping.Value(int(l.offset) + i)
+	}
 	if l.counts != nil { // the mutable form (merged query results): no per-bin width switch
 		for i, c := range l.counts {
 			cum += c

@@ -152,3 +152,37 @@ func TestSubUndoesMerge(t *testing.T) {
 		t.Fatalf("after Sub: %v (%d), want %v", &sum, sum.Count(), &a)
 	}
 }
+
+// The mutable form answers high quantiles from the top, the packed form from
+// the bottom: both must pick the same bin for every q, also with empty bins
+// at the ends (a merged total after Sub).
+func TestQuantileSameFromEitherEnd(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for round := 0; round < 50; round++ {
+		var l, wide Latency
+		for i := 0; i < 1+r.IntN(2000); i++ {
+			l.AddN(math.Exp(3*r.NormFloat64()), uint64(1+r.IntN(3)))
+		}
+		wide.Add(0.002)
+		wide.Add(1e6)
+		wide.Merge(&l)
+		edges := Latency{}
+		edges.Add(0.002)
+		edges.Add(1e6)
+		wide.Sub(&edges) // same counts as l, zero bins far out on both sides
+		packed := l.Clone()
+		packed.Pack()
+		for q := 0.0; q <= 1; q += 0.0005 {
+			want := packed.Quantile(q)
+			if got := l.Quantile(q); got != want {
+				t.Fatalf("round %d q=%v: mutable %v, packed %v", round, q, got, want)
+			}
+			if got := wide.Quantile(q); got != want {
+				t.Fatalf("round %d q=%v: widened %v, packed %v", round, q, got, want)
+			}
+		}
+		if got, want := l.Quantile(1), packed.Quantile(1); got != want {
+			t.Fatalf("q=1: %v, want %v", got, want)
+		}
+	}
+}

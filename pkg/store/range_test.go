@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"math"
 	"math/rand/v2"
+	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -183,5 +185,43 @@ func TestHourTotalFollowsExpiry(t *testing.T) {
 	s.Maintain()
 	if len(s.series) != 0 {
 		t.Fatalf("%d series left after everything expired", len(s.series))
+	}
+}
+
+// TestSnapshotSplitOverCores: a store large enough for rangeAll to split the
+// series over cores gives every edge exactly the one-by-one merge (run it
+// with -race as well).
+func TestSnapshotSplitOverCores(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	r := rand.New(rand.NewPCG(5, 6))
+	now := time.Date(2026, 11, 23, 12, 20, 0, 0, time.UTC)
+	s, _ := newStore(now)
+	b := NewBatch(model.SourceTraces)
+	const edges = 4 * parallelMinSeries
+	for i := 0; i < edges; i++ {
+		e := model.EdgeKey{Source: "s" + strconv.Itoa(i), Target: "t"}
+		for j := 0; j < 30; j++ {
+			b.AddCall(e, now.Add(-time.Duration(r.Int64N(int64(24*time.Hour)))), math.Exp(4*r.Float64()), r.IntN(9) == 0)
+		}
+	}
+	s.Apply(b)
+	s.Maintain()
+	fineFrom, _ := s.cutoffs(now)
+	for _, back := range []time.Duration{24 * time.Hour, 7 * time.Hour, 30 * time.Minute} {
+		from := now.Add(-back)
+		snap, _ := s.Snapshot(from, now, model.AllSources)
+		calls := uint64(0)
+		for _, e := range snap {
+			want, wantLast := referenceRange(s.series[seriesKey{e.Key, model.SourceTraces}], from.Unix(), now.Unix(), fineFrom)
+			if e.Stats.Calls != want.Calls || e.Stats.Errors != want.Errors || e.LastSeen.Unix() != wantLast ||
+				math.Float64bits(e.Stats.LatencySumMs) != math.Float64bits(want.LatencySumMs) ||
+				!bytes.Equal(canonical(t, &e.Stats.Latency), canonical(t, &want.Latency)) {
+				t.Fatalf("last %v, %v: %d calls %v, want %d %v", back, e.Key, e.Stats.Calls, &e.Stats.Latency, want.Calls, &want.Latency)
+			}
+			calls += e.Stats.Calls
+		}
+		if back == 24*time.Hour && (len(snap) != edges || calls != edges*30) {
+			t.Fatalf("whole day: %d edges, %d calls, want %d and %d", len(snap), calls, edges, edges*30)
+		}
 	}
 }

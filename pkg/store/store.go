@@ -6,6 +6,7 @@ package store
 
 import (
 	"maps"
+	"runtime"
 	"sync"
 	"time"
 
@@ -179,14 +180,11 @@ func (s *Store) joined(f, t, fineFrom int64, sources model.Source) []*model.Edge
 		first, last int64
 		seen        model.Source
 	}
-	index := make(map[model.EdgeKey]int, len(s.series))
-	found := make([]parts, 0, len(s.series))
-	for k, ser := range s.series {
-		if k.source&sources == 0 {
-			continue
-		}
-		var st model.Stats
-		last := ser.rangeStats(f, t, fineFrom, &st)
+	ranges := s.rangeAll(f, t, fineFrom, sources)
+	index := make(map[model.EdgeKey]int, len(ranges))
+	found := make([]parts, 0, len(ranges))
+	for ri := range ranges {
+		k, ser, st, last := ranges[ri].key, ranges[ri].ser, &ranges[ri].stats, ranges[ri].last
 		if last == 0 && st.Calls == 0 && st.Connections == 0 {
 			continue
 		}
@@ -197,7 +195,7 @@ func (s *Store) joined(f, t, fineFrom int64, sources model.Source) []*model.Edge
 			found = append(found, parts{key: k.edge})
 		}
 		p := &found[i]
-		p.bySource[sourceSlot(k.source)] = st
+		p.bySource[sourceSlot(k.source)] = *st
 		p.seen |= k.source
 		p.last = max(p.last, last)
 		if p.first == 0 || ser.first < p.first {
@@ -225,6 +223,53 @@ func (s *Store) joined(f, t, fineFrom int64, sources model.Source) []*model.Edge
 		out[i] = e
 	}
 	return out
+}
+
+// parallelMinSeries is how many series each extra core must get before a
+// range query is split over cores (below that, starting goroutines costs
+// more than it saves).
+const parallelMinSeries = 512
+
+// ranged is one series' traffic in a query range.
+type ranged struct {
+	key   seriesKey
+	ser   *series
+	stats model.Stats
+	last  int64
+}
+
+// rangeAll computes the traffic in [f, t) of every series of the given
+// sources, split over the cores for a large store. The caller holds the read
+// lock; range reads only write their own result.
+func (s *Store) rangeAll(f, t, fineFrom int64, sources model.Source) []ranged {
+	rs := make([]ranged, 0, len(s.series))
+	for k, ser := range s.series {
+		if k.source&sources != 0 {
+			rs = append(rs, ranged{key: k, ser: ser})
+		}
+	}
+	work := func(part []ranged) {
+		for i := range part {
+			part[i].last = part[i].ser.rangeStats(f, t, fineFrom, &part[i].stats)
+		}
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(rs)/parallelMinSeries)
+	if workers <= 1 {
+		work(rs)
+		return rs
+	}
+	var wg sync.WaitGroup
+	chunk := (len(rs) + workers - 1) / workers
+	for lo := 0; lo < len(rs); lo += chunk {
+		part := rs[lo:min(lo+chunk, len(rs))]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work(part)
+		}()
+	}
+	wg.Wait()
+	return rs
 }
 
 func sourceSlot(src model.Source) int {
