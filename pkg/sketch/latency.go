@@ -31,6 +31,9 @@ const (
 
 var indexMapping = mustMapping()
 
+// minIndex and maxIndex bound the bins a latency can land in.
+var minIndex, maxIndex = Index(MinMs), Index(MaxMs)
+
 func mustMapping() *mapping.LogarithmicMapping {
 	m, err := mapping.NewLogarithmicMapping(RelativeAccuracy)
 	if err != nil {
@@ -93,6 +96,17 @@ func (l *Latency) grow(lo, hi int32) {
 		return
 	}
 	newLo, newHi := min(lo, l.offset), max(hi, end)
+	// Headroom on the side that grew: a run of merges whose extents drift
+	// (a node summing its inbound edges) re-allocates a couple of times, not
+	// once per merge. Empty bins change nothing: Quantile passes over them
+	// and Pack trims them.
+	pad := int32(len(l.counts) / 4)
+	if newLo < l.offset {
+		newLo = max(newLo-pad, minIndex)
+	}
+	if newHi > end {
+		newHi = min(newHi+pad, maxIndex)
+	}
 	grown := make([]uint64, newHi-newLo+1, newHi-newLo+1+8)
 	copy(grown[l.offset-newLo:], l.counts)
 	l.offset, l.counts = newLo, grown
@@ -181,6 +195,8 @@ func (l *Latency) Quantile(q float64) float64 {
 		return math.NaN()
 	}
 	rank := q * float64(l.n-1)
+	// for a whole count, cum > rank exactly when cum > floor(rank)
+	floor := uint64(rank)
 	var cum uint64
 	if l.counts != nil && q > 0.5 {
 		// high quantiles (p99 on every edge of a map) from the top: the
@@ -188,7 +204,7 @@ func (l *Latency) Quantile(q float64) float64 {
 		// bins off the full count — the same integer comparisons as below.
 		cum = l.n
 		i := len(l.counts) - 1
-		for i > 0 && float64(cum-l.counts[i]) > rank {
+		for i > 0 && cum-l.counts[i] > floor {
 			cum -= l.counts[i]
 			i--
 		}
@@ -197,14 +213,14 @@ func (l *Latency) Quantile(q float64) float64 {
 	if l.counts != nil { // the mutable form (merged query results): no per-bin width switch
 		for i, c := range l.counts {
 			cum += c
-			if float64(cum) > rank {
+			if cum > floor {
 				return indexMapping.Value(int(l.offset) + i)
 			}
 		}
 	} else {
 		for i := range l.bins() {
 			cum += l.at(i)
-			if float64(cum) > rank {
+			if cum > floor {
 				return indexMapping.Value(int(l.offset) + i)
 			}
 		}
