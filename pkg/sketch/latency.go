@@ -118,10 +118,11 @@ func (l *Latency) Merge(other *Latency) {
 		return
 	}
 	l.unpack()
-	if l.counts == nil && other.counts != nil { // into an empty histogram: a copy
-		l.offset, l.n = other.offset, other.n
-		l.counts = make([]uint64, len(other.counts), len(other.counts)+8)
-		copy(l.counts, other.counts)
+	if l.counts == nil && other.counts != nil { // into an empty histogram: a copy of the used bins
+		lo, hi := used(other.counts)
+		l.offset, l.n = other.offset+int32(lo), other.n
+		l.counts = make([]uint64, hi-lo+1, hi-lo+1+8)
+		copy(l.counts, other.counts[lo:hi+1])
 		return
 	}
 	lo := other.offset
@@ -244,20 +245,45 @@ func (l *Latency) at(i int) uint64 {
 	}
 }
 
+// used returns the first and last non-empty bin (lo > hi when all are empty).
+func used(counts []uint64) (lo, hi int) {
+	lo, hi = 0, len(counts)-1
+	for lo <= hi && counts[lo] == 0 {
+		lo++
+	}
+	for hi >= lo && counts[hi] == 0 {
+		hi--
+	}
+	return lo, hi
+}
+
+// Trim drops the empty bins at both ends of a mutable histogram (the
+// headroom growing leaves), keeping it mutable; for a long-lived running
+// total. A packed histogram is already trimmed.
+func (l *Latency) Trim() {
+	if l.counts == nil {
+		return
+	}
+	lo, hi := used(l.counts)
+	switch {
+	case lo > hi:
+		*l = Latency{}
+	case lo > 0 || hi < len(l.counts)-1 || cap(l.counts) > len(l.counts)+8:
+		counts := make([]uint64, hi-lo+1, hi-lo+1+8)
+		copy(counts, l.counts[lo:hi+1])
+		l.offset += int32(lo)
+		l.counts = counts
+	}
+}
+
 // Pack turns the histogram into its compact read-mostly form. Adding to a
 // packed histogram unpacks it again, so late data is never lost.
 func (l *Latency) Pack() {
 	if l.counts == nil {
 		return
 	}
-	// trim empty bins at both ends (growth leaves none, merges may)
-	lo, hi := 0, len(l.counts)-1
-	for lo <= hi && l.counts[lo] == 0 {
-		lo++
-	}
-	for hi >= lo && l.counts[hi] == 0 {
-		hi--
-	}
+	// trim empty bins at both ends (growth's headroom, merges)
+	lo, hi := used(l.counts)
 	if lo > hi {
 		*l = Latency{}
 		return

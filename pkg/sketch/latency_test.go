@@ -202,3 +202,33 @@ func TestQuantileSameFromEitherEnd(t *testing.T) {
 		}
 	}
 }
+
+// Trim drops only empty end bins: same counts and quantiles, smaller, still
+// mutable; an all-empty histogram becomes the zero value.
+func TestTrimKeepsCounts(t *testing.T) {
+	var l, far Latency
+	for i := 1; i <= 300; i++ {
+		l.Add(float64(i))
+	}
+	far.Add(0.002)
+	far.Add(1e6)
+	l.Merge(&far)
+	l.Sub(&far)
+	before := l.SizeBytes()
+	want := []float64{l.Quantile(0), l.Quantile(0.5), l.Quantile(0.99), l.Quantile(1)}
+	l.Trim()
+	got := []float64{l.Quantile(0), l.Quantile(0.5), l.Quantile(0.99), l.Quantile(1)}
+	if l.Count() != 300 || l.counts == nil || l.SizeBytes() >= before || l.counts[0] == 0 || l.counts[len(l.counts)-1] == 0 {
+		t.Fatalf("after Trim: %v, %d bytes (before %d)", &l, l.SizeBytes(), before)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("quantiles %v after Trim, want %v", got, want)
+		}
+	}
+	l.Sub(l.Clone())
+	l.Trim()
+	if l.counts != nil || l.Count() != 0 {
+		t.Fatalf("emptied and trimmed: %v", &l)
+	}
+}

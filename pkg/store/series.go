@@ -109,9 +109,7 @@ func (s *series) trim(fineFrom, coarseFrom, now int64) bool {
 		s.hours.Sub(&s.coarse[i].stats.Latency)
 	}
 	s.coarse = dropBefore(s.coarse, coarseFrom)
-	if s.hours.Count() == 0 {
-		s.hours.Reset() // let go of the bins too
-	}
+	s.hours.Trim() // empty bins: growth's headroom, expired hours' extremes
 	for i := range s.fine {
 		if s.fine[i].start+fineWidth < now {
 			s.fine[i].stats.Latency.Pack()
