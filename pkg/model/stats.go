@@ -17,11 +17,17 @@ type Stats struct {
 
 // Add merges o into s.
 func (s *Stats) Add(o *Stats) {
+	s.AddCounts(o)
+	s.Latency.Merge(&o.Latency)
+}
+
+// AddCounts adds o's counters and latency sum but not its histogram (for a
+// caller that merges histograms in bulk, such as the store's range queries).
+func (s *Stats) AddCounts(o *Stats) {
 	s.Calls += o.Calls
 	s.Errors += o.Errors
 	s.LatencySumMs += o.LatencySumMs
 	s.Connections += o.Connections
-	s.Latency.Merge(&o.Latency)
 }
 
 // ErrorRate is errors/calls, NaN without calls.

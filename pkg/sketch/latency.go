@@ -31,6 +31,9 @@ const (
 
 var indexMapping = mustMapping()
 
+// minIndex and maxIndex bound the bins a latency can land in.
+var minIndex, maxIndex = Index(MinMs), Index(MaxMs)
+
 func mustMapping() *mapping.LogarithmicMapping {
 	m, err := mapping.NewLogarithmicMapping(RelativeAccuracy)
 	if err != nil {
@@ -93,6 +96,17 @@ func (l *Latency) grow(lo, hi int32) {
 		return
 	}
 	newLo, newHi := min(lo, l.offset), max(hi, end)
+	// Headroom on the side that grew: a run of merges whose extents drift
+	// (a node summing its inbound edges) re-allocates a couple of times, not
+	// once per merge. Empty bins change nothing: Quantile passes over them
+	// and Pack trims them.
+	pad := int32(len(l.counts) / 4)
+	if newLo < l.offset {
+		newLo = max(newLo-pad, minIndex)
+	}
+	if newHi > end {
+		newHi = min(newHi+pad, maxIndex)
+	}
 	grown := make([]uint64, newHi-newLo+1, newHi-newLo+1+8)
 	copy(grown[l.offset-newLo:], l.counts)
 	l.offset, l.counts = newLo, grown
@@ -104,6 +118,13 @@ func (l *Latency) Merge(other *Latency) {
 		return
 	}
 	l.unpack()
+	if l.counts == nil && other.counts != nil { // into an empty histogram: a copy of the used bins
+		lo, hi := used(other.counts)
+		l.offset, l.n = other.offset+int32(lo), other.n
+		l.counts = make([]uint64, hi-lo+1, hi-lo+1+8)
+		copy(l.counts, other.counts[lo:hi+1])
+		return
+	}
 	lo := other.offset
 	hi := lo + int32(other.bins()) - 1
 	l.grow(lo, hi)
@@ -116,6 +137,25 @@ func (l *Latency) Merge(other *Latency) {
 		mergePacked(dst, other.packed, other.width)
 	}
 	l.n += other.n
+}
+
+// Sub removes every latency of other from l. other must be part of what was
+// merged into l (the store keeps a running total of its hour buckets and
+// takes an hour back out when it expires or a query leaves it out); counts
+// are integers, so l is then exactly the merge of the rest.
+func (l *Latency) Sub(other *Latency) {
+	if other == nil || other.n == 0 {
+		return
+	}
+	l.unpack()
+	lo := other.offset
+	hi := lo + int32(other.bins()) - 1
+	l.grow(lo, hi) // a no-op when the precondition holds
+	dst := l.counts[lo-l.offset:]
+	for i := range other.bins() {
+		dst[i] -= other.at(i)
+	}
+	l.n -= other.n
 }
 
 func mergePacked(dst []uint64, packed []byte, width uint8) {
@@ -156,11 +196,34 @@ func (l *Latency) Quantile(q float64) float64 {
 		return math.NaN()
 	}
 	rank := q * float64(l.n-1)
+	// for a whole count, cum > rank exactly when cum > floor(rank)
+	floor := uint64(rank)
 	var cum uint64
-	for i := range l.bins() {
-		cum += l.at(i)
-		if float64(cum) > rank {
-			return indexMapping.Value(int(l.offset) + i)
+	if l.counts != nil && q > 0.5 {
+		// high quantiles (p99 on every edge of a map) from the top: the
+		// smallest bin whose cumulative count exceeds rank, found by taking
+		// bins off the full count — the same integer comparisons as below.
+		cum = l.n
+		i := len(l.counts) - 1
+		for i > 0 && cum-l.counts[i] > floor {
+			cum -= l.counts[i]
+			i--
+		}
+		return indexMapping.Value(int(l.offset) + i)
+	}
+	if l.counts != nil { // the mutable form (merged query results): no per-bin width switch
+		for i, c := range l.counts {
+			cum += c
+			if cum > floor {
+				return indexMapping.Value(int(l.offset) + i)
+			}
+		}
+	} else {
+		for i := range l.bins() {
+			cum += l.at(i)
+			if cum > floor {
+				return indexMapping.Value(int(l.offset) + i)
+			}
 		}
 	}
 	return indexMapping.Value(int(l.offset) + l.bins() - 1)
@@ -182,20 +245,45 @@ func (l *Latency) at(i int) uint64 {
 	}
 }
 
+// used returns the first and last non-empty bin (lo > hi when all are empty).
+func used(counts []uint64) (lo, hi int) {
+	lo, hi = 0, len(counts)-1
+	for lo <= hi && counts[lo] == 0 {
+		lo++
+	}
+	for hi >= lo && counts[hi] == 0 {
+		hi--
+	}
+	return lo, hi
+}
+
+// Trim drops the empty bins at both ends of a mutable histogram (the
+// headroom growing leaves), keeping it mutable; for a long-lived running
+// total. A packed histogram is already trimmed.
+func (l *Latency) Trim() {
+	if l.counts == nil {
+		return
+	}
+	lo, hi := used(l.counts)
+	switch {
+	case lo > hi:
+		*l = Latency{}
+	case lo > 0 || hi < len(l.counts)-1 || cap(l.counts) > len(l.counts)+8:
+		counts := make([]uint64, hi-lo+1, hi-lo+1+8)
+		copy(counts, l.counts[lo:hi+1])
+		l.offset += int32(lo)
+		l.counts = counts
+	}
+}
+
 // Pack turns the histogram into its compact read-mostly form. Adding to a
 // packed histogram unpacks it again, so late data is never lost.
 func (l *Latency) Pack() {
 	if l.counts == nil {
 		return
 	}
-	// trim empty bins at both ends (growth leaves none, merges may)
-	lo, hi := 0, len(l.counts)-1
-	for lo <= hi && l.counts[lo] == 0 {
-		lo++
-	}
-	for hi >= lo && l.counts[hi] == 0 {
-		hi--
-	}
+	// trim empty bins at both ends (growth's headroom, merges)
+	lo, hi := used(l.counts)
 	if lo > hi {
 		*l = Latency{}
 		return

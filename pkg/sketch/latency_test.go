@@ -126,3 +126,109 @@ func TestPackedIsSmallerThanDense(t *testing.T) {
 		t.Errorf("packed %d bytes is not at least 4x smaller than dense %d", packed, dense)
 	}
 }
+
+// Sub takes a merged histogram back out exactly, packed or not.
+func TestSubUndoesMerge(t *testing.T) {
+	var a, b Latency
+	for i := 1; i <= 500; i++ {
+		a.Add(float64(i))
+		b.AddN(float64(i*7), uint64(i)) // counts over 255: packed 2 bytes wide
+	}
+	want, err := a.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Pack()
+	var sum Latency
+	sum.Merge(&a)
+	sum.Merge(&b)
+	sum.Sub(&b)
+	sum.Pack() // trims the bins only b used
+	got, err := sum.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Count() != 500 || string(got) != string(want) {
+		t.Fatalf("after Sub: %v (%d), want %v", &sum, sum.Count(), &a)
+	}
+}
+
+// refQuantile is the plain bottom-up scan with the float rank comparison.
+func refQuantile(l *Latency, q float64) float64 {
+	rank := q * float64(l.n-1)
+	var cum uint64
+	for i := range l.bins() {
+		cum += l.at(i)
+		if float64(cum) > rank {
+			return indexMapping.Value(int(l.offset) + i)
+		}
+	}
+	return math.NaN()
+}
+
+// The mutable form answers high quantiles from the top, the packed form from
+// the bottom: both must pick the same bin for every q, also with empty bins
+// at the ends (a merged total after Sub).
+func TestQuantileSameFromEitherEnd(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for round := 0; round < 50; round++ {
+		var l, wide Latency
+		for i := 0; i < 1+r.IntN(2000); i++ {
+			l.AddN(math.Exp(3*r.NormFloat64()), uint64(1+r.IntN(3)))
+		}
+		wide.Add(0.002)
+		wide.Add(1e6)
+		wide.Merge(&l)
+		edges := Latency{}
+		edges.Add(0.002)
+		edges.Add(1e6)
+		wide.Sub(&edges) // same counts as l, zero bins far out on both sides
+		packed := l.Clone()
+		packed.Pack()
+		for q := 0.0; q <= 1; q += 0.0005 {
+			want := refQuantile(packed, q)
+			if got := packed.Quantile(q); got != want {
+				t.Fatalf("round %d q=%v: packed %v, reference scan %v", round, q, got, want)
+			}
+			if got := l.Quantile(q); got != want {
+				t.Fatalf("round %d q=%v: mutable %v, packed %v", round, q, got, want)
+			}
+			if got := wide.Quantile(q); got != want {
+				t.Fatalf("round %d q=%v: widened %v, packed %v", round, q, got, want)
+			}
+		}
+		if got, want := l.Quantile(1), packed.Quantile(1); got != want {
+			t.Fatalf("q=1: %v, want %v", got, want)
+		}
+	}
+}
+
+// Trim drops only empty end bins: same counts and quantiles, smaller, still
+// mutable; an all-empty histogram becomes the zero value.
+func TestTrimKeepsCounts(t *testing.T) {
+	var l, far Latency
+	for i := 1; i <= 300; i++ {
+		l.Add(float64(i))
+	}
+	far.Add(0.002)
+	far.Add(1e6)
+	l.Merge(&far)
+	l.Sub(&far)
+	before := l.SizeBytes()
+	want := []float64{l.Quantile(0), l.Quantile(0.5), l.Quantile(0.99), l.Quantile(1)}
+	l.Trim()
+	got := []float64{l.Quantile(0), l.Quantile(0.5), l.Quantile(0.99), l.Quantile(1)}
+	if l.Count() != 300 || l.counts == nil || l.SizeBytes() >= before || l.counts[0] == 0 || l.counts[len(l.counts)-1] == 0 {
+		t.Fatalf("after Trim: %v, %d bytes (before %d)", &l, l.SizeBytes(), before)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("quantiles %v after Trim, want %v", got, want)
+		}
+	}
+	l.Sub(l.Clone())
+	l.Trim()
+	if l.counts != nil || l.Count() != 0 {
+		t.Fatalf("emptied and trimmed: %v", &l)
+	}
+}

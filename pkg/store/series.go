@@ -6,6 +6,7 @@ import (
 	"github.com/axiomhq/hyperloglog"
 
 	"github.com/livemap/servicemap/pkg/model"
+	"github.com/livemap/servicemap/pkg/sketch"
 )
 
 const (
@@ -30,6 +31,11 @@ type series struct {
 	first, last int64 // unix seconds of the first and latest event
 	fine        []bucket
 	coarse      []bucket
+	// hours is the merge of every coarse bucket's histogram, kept up to date
+	// on every write and expiry. A query over most of the retention takes it
+	// and subtracts the few hours it leaves out, instead of merging up to 24
+	// hour histograms per series (integer counts: the result is exact).
+	hours sketch.Latency
 }
 
 // find returns the bucket starting at start, inserting it in order when
@@ -76,6 +82,7 @@ func (s *series) add(minute int64, c *cell, fineFrom int64) {
 		addTo(find(&s.fine, minute), c)
 	}
 	addTo(find(&s.coarse, minute-mod(minute, coarseWidth)), c)
+	s.hours.Merge(&c.stats.Latency)
 }
 
 // addTo adds a cell to a minute or hour bucket. Client sketches are merged
@@ -98,7 +105,11 @@ func addTo(b *bucket, c *cell) {
 // It reports whether the series is now empty.
 func (s *series) trim(fineFrom, coarseFrom, now int64) bool {
 	s.fine = dropBefore(s.fine, fineFrom)
+	for i := 0; i < len(s.coarse) && s.coarse[i].start < coarseFrom; i++ {
+		s.hours.Sub(&s.coarse[i].stats.Latency)
+	}
 	s.coarse = dropBefore(s.coarse, coarseFrom)
+	s.hours.Trim() // empty bins: growth's headroom, expired hours' extremes
 	for i := range s.fine {
 		if s.fine[i].start+fineWidth < now {
 			s.fine[i].stats.Latency.Pack()
@@ -130,19 +141,57 @@ func dropBefore(bs []bucket, from int64) []bucket {
 }
 
 // rangeStats adds the traffic in [from, to) to out and returns the latest
-// event time in it (0 if none).
+// event time in it (0 if none). Counters are added bucket by bucket in visit
+// order (so the float latency sum is the same to the last bit whichever way
+// the histograms are merged); the histograms of consecutive whole hours are
+// merged as one run by mergeHours.
 func (s *series) rangeStats(from, to, fineFrom int64, out *model.Stats) (last int64) {
-	return s.visit(from, to, fineFrom, func(b *bucket) { out.Add(&b.stats) })
+	runFrom, runTo := 0, 0 // coarse indexes of the pending run of whole hours
+	last = s.visit(from, to, fineFrom, func(b *bucket, hour int) {
+		out.AddCounts(&b.stats)
+		switch {
+		case hour < 0:
+			out.Latency.Merge(&b.stats.Latency)
+		case hour == runTo:
+			runTo++
+		default:
+			s.mergeHours(runFrom, runTo, &out.Latency)
+			runFrom, runTo = hour, hour+1
+		}
+	})
+	s.mergeHours(runFrom, runTo, &out.Latency)
+	return last
 }
 
-// visit calls use for every bucket that makes up [from, to) and returns the
-// latest event time in the range (0 if none).
+// mergeHours merges the histograms of the hour buckets coarse[i:j] into dst:
+// one by one for a short run, or as the running total minus the hours
+// outside the run when that takes fewer merges (a 24 h query: one).
+func (s *series) mergeHours(i, j int, dst *sketch.Latency) {
+	inside, outside := j-i, len(s.coarse)-(j-i)
+	if inside <= 1+outside {
+		for k := i; k < j; k++ {
+			dst.Merge(&s.coarse[k].stats.Latency)
+		}
+		return
+	}
+	dst.Merge(&s.hours)
+	for k := range s.coarse {
+		if k < i || k >= j {
+			dst.Sub(&s.coarse[k].stats.Latency)
+		}
+	}
+}
+
+// visit calls use for every bucket that makes up [from, to), in time order,
+// and returns the latest event time in the range (0 if none). hour is the
+// bucket's index in coarse when it is a whole hour bucket, -1 for a minute
+// bucket.
 //
 // Resolution: minute buckets where they are still kept (the fine window),
 // hour buckets before that. A bucket counts when it overlaps the range. An
 // hour entirely inside the range, or whose data all lies inside it, is taken
 // from its hour bucket in one merge — the sum of its minute buckets.
-func (s *series) visit(from, to, fineFrom int64, use func(*bucket)) (last int64) {
+func (s *series) visit(from, to, fineFrom int64, use func(b *bucket, hour int)) (last int64) {
 	if s.last < from-coarseWidth || s.first >= to {
 		return 0
 	}
@@ -157,7 +206,7 @@ func (s *series) visit(from, to, fineFrom int64, use func(*bucket)) (last int64)
 		wholeHour := h.start+coarseWidth <= fineFrom || // before the fine window: hours only
 			(fromMinute <= h.start && (h.start+coarseWidth-fineWidth < to || h.last < to))
 		if wholeHour {
-			use(h)
+			use(h, ci)
 			if h.last < to {
 				last = max(last, h.last)
 			} else {
@@ -171,7 +220,7 @@ func (s *series) visit(from, to, fineFrom int64, use func(*bucket)) (last int64)
 		for ; fi < len(s.fine) && s.fine[fi].start < h.start+coarseWidth; fi++ {
 			m := &s.fine[fi]
 			if m.start < to && m.start+fineWidth > from {
-				use(m)
+				use(m, -1)
 				last = max(last, min(m.last, to-1))
 			}
 		}

@@ -6,6 +6,7 @@ package store
 
 import (
 	"maps"
+	"runtime"
 	"sync"
 	"time"
 
@@ -129,12 +130,7 @@ func (s *Store) Snapshot(from, to time.Time, sources model.Source) ([]*model.Edg
 	fineFrom, _ := s.cutoffs(s.opts.Now())
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	found := s.joined(unixFrom(from), unixTo(to), fineFrom, sources)
-	edges := make([]*model.Edge, 0, len(found))
-	for _, e := range found {
-		edges = append(edges, e)
-	}
-	return edges, maps.Clone(s.nodes)
+	return s.joined(unixFrom(from), unixTo(to), fineFrom, sources), maps.Clone(s.nodes)
 }
 
 // Windows returns each edge's stats in consecutive windows [from+i*step,
@@ -153,11 +149,11 @@ func (s *Store) Windows(from, to time.Time, step time.Duration, sources model.So
 	for i := 0; i < n; i++ {
 		ws := f + int64(i)*stepSec
 		starts = append(starts, time.Unix(ws, 0).UTC())
-		for key, e := range s.joined(ws, min(ws+stepSec, t), fineFrom, sources) {
-			row := edges[key]
+		for _, e := range s.joined(ws, min(ws+stepSec, t), fineFrom, sources) {
+			row := edges[e.Key]
 			if row == nil {
 				row = make([]*model.Edge, n)
-				edges[key] = row
+				edges[e.Key] = row
 			}
 			row[i] = e
 		}
@@ -176,52 +172,104 @@ func unixTo(t time.Time) int64 {
 }
 
 // joined collects, under the read lock, every edge with evidence in [f, t).
-func (s *Store) joined(f, t, fineFrom int64, sources model.Source) map[model.EdgeKey]*model.Edge {
+// The working set and the edges are allocated once per call, not per series.
+func (s *Store) joined(f, t, fineFrom int64, sources model.Source) []*model.Edge {
 	type parts struct {
-		bySource    [3]*model.Stats
+		key         model.EdgeKey
+		bySource    [3]model.Stats
 		first, last int64
 		seen        model.Source
 	}
-	found := make(map[model.EdgeKey]*parts)
-	for k, ser := range s.series {
-		if k.source&sources == 0 {
-			continue
-		}
-		var st model.Stats
-		last := ser.rangeStats(f, t, fineFrom, &st)
+	ranges := s.rangeAll(f, t, fineFrom, sources)
+	index := make(map[model.EdgeKey]int, len(ranges))
+	found := make([]parts, 0, len(ranges))
+	for ri := range ranges {
+		k, ser, st, last := ranges[ri].key, ranges[ri].ser, &ranges[ri].stats, ranges[ri].last
 		if last == 0 && st.Calls == 0 && st.Connections == 0 {
 			continue
 		}
-		p := found[k.edge]
-		if p == nil {
-			p = &parts{}
-			found[k.edge] = p
+		i, ok := index[k.edge]
+		if !ok {
+			i = len(found)
+			index[k.edge] = i
+			found = append(found, parts{key: k.edge})
 		}
-		p.bySource[sourceSlot(k.source)] = &st
+		p := &found[i]
+		p.bySource[sourceSlot(k.source)] = *st
 		p.seen |= k.source
 		p.last = max(p.last, last)
 		if p.first == 0 || ser.first < p.first {
 			p.first = ser.first
 		}
 	}
-	out := make(map[model.EdgeKey]*model.Edge, len(found))
-	for key, p := range found {
-		e := &model.Edge{Key: key, Sources: p.seen, Info: s.infos[key], FirstSeen: time.Unix(p.first, 0).UTC(), LastSeen: time.Unix(p.last, 0).UTC()}
+	edges := make([]model.Edge, len(found))
+	out := make([]*model.Edge, len(found))
+	for i := range found {
+		p := &found[i]
+		e := &edges[i]
+		*e = model.Edge{Key: p.key, Sources: p.seen, Info: s.infos[p.key], FirstSeen: time.Unix(p.first, 0).UTC(), LastSeen: time.Unix(p.last, 0).UTC()}
 		for _, slot := range []int{0, 2} { // traces, then gateway
-			if st := p.bySource[slot]; st != nil && st.Calls > 0 {
+			if st := &p.bySource[slot]; st.Calls > 0 {
 				e.Stats = *st
 				break
 			}
 		}
-		if st := p.bySource[1]; st != nil {
-			e.Stats.Connections = st.Connections
+		if p.seen&model.SourceNetwork != 0 {
+			e.Stats.Connections = p.bySource[sourceSlot(model.SourceNetwork)].Connections
 		}
 		if e.Info.Protocol == "" && p.seen == model.SourceNetwork {
 			e.Info.Protocol = "TCP"
 		}
-		out[key] = e
+		out[i] = e
 	}
 	return out
+}
+
+// parallelMinSeries is how many series each extra core must get before a
+// range query is split over cores (below that, starting goroutines costs
+// more than it saves).
+const parallelMinSeries = 512
+
+// ranged is one series' traffic in a query range.
+type ranged struct {
+	key   seriesKey
+	ser   *series
+	stats model.Stats
+	last  int64
+}
+
+// rangeAll computes the traffic in [f, t) of every series of the given
+// sources, split over the cores for a large store. The caller holds the read
+// lock; range reads only write their own result.
+func (s *Store) rangeAll(f, t, fineFrom int64, sources model.Source) []ranged {
+	rs := make([]ranged, 0, len(s.series))
+	for k, ser := range s.series {
+		if k.source&sources != 0 {
+			rs = append(rs, ranged{key: k, ser: ser})
+		}
+	}
+	work := func(part []ranged) {
+		for i := range part {
+			part[i].last = part[i].ser.rangeStats(f, t, fineFrom, &part[i].stats)
+		}
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(rs)/parallelMinSeries)
+	if workers <= 1 {
+		work(rs)
+		return rs
+	}
+	var wg sync.WaitGroup
+	chunk := (len(rs) + workers - 1) / workers
+	for lo := 0; lo < len(rs); lo += chunk {
+		part := rs[lo:min(lo+chunk, len(rs))]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work(part)
+		}()
+	}
+	wg.Wait()
+	return rs
 }
 
 func sourceSlot(src model.Source) int {
@@ -266,6 +314,7 @@ func (s *Store) Size() Stats {
 	for _, ser := range s.series {
 		st.FineBuckets += len(ser.fine)
 		st.CoarseBuckets += len(ser.coarse)
+		st.HistogramBytes += ser.hours.SizeBytes()
 		for _, bs := range [][]bucket{ser.fine, ser.coarse} {
 			for i := range bs {
 				st.HistogramBytes += bs[i].stats.Latency.SizeBytes()
@@ -293,7 +342,7 @@ func (s *Store) EntryClients(from, to time.Time) map[string]*hyperloglog.Sketch 
 		if k.source != model.SourceGateway {
 			continue
 		}
-		ser.visit(f, t, fineFrom, func(b *bucket) {
+		ser.visit(f, t, fineFrom, func(b *bucket, _ int) {
 			if b.clients == nil {
 				return
 			}
