@@ -94,8 +94,16 @@ func NewDatasourceWithOptions(_ context.Context, settings backend.DataSourceInst
 		SelfUID: settings.UID, SelfName: settings.Name,
 		TraceType: s.TraceLink.Type, TraceDatasourceUID: s.TraceLink.DatasourceUID, TraceURLTemplate: s.TraceLink.URLTemplate,
 	}
+	var kubeSrc *kube.Source // built below when Kubernetes is on
 	if s.HasTraceSource() {
-		src, err := traces.New(s, d.store, d.logger.With("source", "traces"))
+		var trOpts traces.Options
+		if s.Kube.Enabled {
+			// spans land on the nodes the network evidence uses: a service
+			// name shared by two watched namespaces is qualified by the span's
+			// k8s.namespace.name (docs/kubernetes.md "Node ids")
+			trOpts.Namer = func() traces.Namer { return kubeSrc.Index() }
+		}
+		src, err := traces.New(s, d.store, d.logger.With("source", "traces"), trOpts)
 		if err != nil {
 			d.settingErr = fmt.Errorf("trace source: %w", err)
 			return d, nil
@@ -103,7 +111,6 @@ func NewDatasourceWithOptions(_ context.Context, settings backend.DataSourceInst
 		src.SetClock(opts.Now)
 		d.sources = append(d.sources, src)
 	}
-	var kubeSrc *kube.Source
 	if s.Kube.Enabled {
 		src, err := kube.New(s, d.store, d.logger.With("source", "kubernetes"))
 		if err != nil {

@@ -81,6 +81,7 @@ type Index struct {
 	nsLabels   map[string]map[string]string
 	services   []*corev1.Service
 	svcID      map[string]string // ns/name -> node id (ServiceIDs)
+	baseNode   map[string]string // ns/base id -> node id (TraceServiceNode)
 	cidrs      cidrRules
 	policies   trafficPolicies // Istio circuit breakers and retries by Service ns/name
 }
@@ -117,6 +118,15 @@ func BuildIndex(o Objects, cidrs []config.ExternalCIDR) *Index {
 		return strings.Compare(key(a.Namespace, a.Name), key(b.Namespace, b.Name))
 	})
 	x.svcID = ServiceIDs(x.services)
+	x.baseNode = make(map[string]string, len(x.services))
+	for _, s := range x.services {
+		b, id := baseServiceID(s), x.svcID[key(s.Namespace, s.Name)]
+		// An annotated Service keeps the bare id its traces carry; it wins
+		// over a qualified sibling of the same base id in its namespace.
+		if cur, ok := x.baseNode[key(s.Namespace, b)]; !ok || (cur != b && id == b) {
+			x.baseNode[key(s.Namespace, b)] = id
+		}
+	}
 	for _, s := range x.services {
 		svcByKey[key(s.Namespace, s.Name)] = s
 		for _, ipStr := range append([]string{s.Spec.ClusterIP}, s.Spec.ClusterIPs...) {
@@ -231,6 +241,16 @@ func (x *Index) ServiceNodeID(s *corev1.Service) string {
 		return id
 	}
 	return baseServiceID(s)
+}
+
+// TraceServiceNode is the node of the service a span names: name is the
+// span's service.name, namespace its Kubernetes namespace. It answers the id
+// of the namespace's Service whose base id (annotation, app.kubernetes.io/name
+// label, name) is name — "<name>.<namespace>" exactly when ServiceIDs
+// qualifies it — and false when the namespace has no such Service.
+func (x *Index) TraceServiceNode(namespace, name string) (string, bool) {
+	id, ok := x.baseNode[key(namespace, name)]
+	return id, ok
 }
 
 // PodNodeID is the map id of a pod: its own servicemap.livemap.io/service-name

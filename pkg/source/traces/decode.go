@@ -31,13 +31,14 @@ const (
 	colMessagingSystem
 	colMessagingDest
 	colServiceNamespace
+	colKubeNamespace
 	spanColumnCount
 )
 
 var columnNames = [spanColumnCount]string{"trace_id", "span_id", "parent_span_id", "service_name", "span_kind",
 	"start_time", "duration_ns", "status_code", "peer.service", "db.system", "db.namespace", "server.address",
 	"server.port", "rpc.system", "http.request.method", "messaging.system", "messaging.destination.name",
-	"service.namespace"}
+	"service.namespace", "k8s.namespace.name"}
 
 // spanDecoder turns the raw bytes of one spans row into a row without
 // materialising a string per column: ids become fixed-size keys, repeated
@@ -93,6 +94,7 @@ func (d *spanDecoder) decode(vals [][]byte, s *row) error {
 	rpc, msg, db, method := text(colRPCSystem), text(colMessagingSystem), text(colDBSystem), text(colHTTPMethod)
 	s.protocol = d.protocolOfBytes(rpc, msg, db, method)
 	s.namespace = d.names.bytes(text(colServiceNamespace))
+	s.kubeNs = d.names.bytes(text(colKubeNamespace))
 	if s.kind.callerSide() {
 		s.attrs = &Attributes{PeerService: string(text(colPeerService)), DBSystem: string(db), DBNamespace: string(text(colDBNamespace)),
 			ServerAddress: string(text(colServerAddress)), ServerPort: string(text(colServerPort)), RPCSystem: string(rpc),

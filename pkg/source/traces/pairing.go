@@ -17,7 +17,10 @@ type Span struct {
 	Start                         time.Time
 	DurationMs                    float64
 	Failed                        bool
-	Attrs                         Attributes
+	// KubeNamespace is the resource's k8s.namespace.name, else its
+	// service.namespace: where a Namer looks the service up.
+	KubeNamespace string
+	Attrs         Attributes
 }
 
 // Attributes are the span attributes that name peers and protocols.
@@ -151,7 +154,8 @@ type row struct {
 	start       time.Time
 	durMs       float64
 	protocol    string
-	namespace   string
+	namespace   string // service.namespace (scopes database nodes)
+	kubeNs      string // k8s.namespace.name, else service.namespace (Namer)
 	attrs       *Attributes
 }
 
@@ -200,6 +204,7 @@ type Pairer struct {
 	recent  map[spanKey]*pending
 	orphans map[spanKey][]orphan // by parent key
 	names   interner             // for Add; the spans reader decodes with its own
+	nodes   nodeNames            // service.name → node id with a Namer set
 	free    []pending            // the rest of the current chunk (newPending)
 	// Counters for CheckHealth and tests.
 	Spans, Calls, Unpaired, ClientsWithoutPeer uint64
@@ -220,7 +225,10 @@ func (p *Pairer) Add(s *Span, b *store.Batch) {
 func rowOf(s *Span, names interner) row {
 	r := row{key: keyOf(s.TraceID, s.SpanID), hasParent: s.ParentSpanID != "", service: names.string(s.Service),
 		kind: s.Kind, failed: s.Failed, start: s.Start, durMs: s.DurationMs,
-		protocol: protocolOf(&s.Attrs), namespace: s.Attrs.ServiceNamespace}
+		protocol: protocolOf(&s.Attrs), namespace: s.Attrs.ServiceNamespace, kubeNs: s.KubeNamespace}
+	if r.kubeNs == "" {
+		r.kubeNs = s.Attrs.ServiceNamespace
+	}
 	if r.hasParent {
 		r.parent = keyOf(s.TraceID, s.ParentSpanID)
 	}
@@ -233,6 +241,9 @@ func rowOf(s *Span, names interner) row {
 
 func (p *Pairer) add(s *row, b *store.Batch) {
 	p.Spans++
+	if p.nodes.namer != nil && s.kubeNs != "" {
+		s.service = p.nodes.node(s.kubeNs, s.service)
+	}
 	end := s.start.Add(time.Duration(s.durMs * float64(time.Millisecond)))
 	pe := p.newPending()
 	*pe = pending{service: s.service, kind: s.kind, start: s.start, expires: end.Add(p.wait),

@@ -52,7 +52,7 @@ func (r *scanReader) Read(ctx context.Context, pool *pgxpool.Pool, from, to time
 		a := &s.Attrs
 		if err := rows.Scan(&s.TraceID, &s.SpanID, &s.ParentSpanID, &s.Service, &kind, &s.Start, &s.DurationMs, &status,
 			&a.PeerService, &a.DBSystem, &a.DBNamespace, &a.ServerAddress, &a.ServerPort, &a.RPCSystem, &a.HTTPMethod,
-			&a.MessagingSystem, &a.MessagingDest, &a.ServiceNamespace); err != nil {
+			&a.MessagingSystem, &a.MessagingDest, &a.ServiceNamespace, &s.KubeNamespace); err != nil {
 			return nil, err
 		}
 		s.Kind, s.Failed = ParseKind(kind), ParseFailed(status)
@@ -275,7 +275,7 @@ func TestSpansReaderMatchesScanReference(t *testing.T) {
 				a := &s.Attrs
 				if err := refRows.Scan(&s.TraceID, &s.SpanID, &s.ParentSpanID, &s.Service, &kind, &s.Start, &s.DurationMs, &status,
 					&a.PeerService, &a.DBSystem, &a.DBNamespace, &a.ServerAddress, &a.ServerPort, &a.RPCSystem, &a.HTTPMethod,
-					&a.MessagingSystem, &a.MessagingDest, &a.ServiceNamespace); err != nil {
+					&a.MessagingSystem, &a.MessagingDest, &a.ServiceNamespace, &s.KubeNamespace); err != nil {
 					t.Fatal(err)
 				}
 				s.Kind, s.Failed = ParseKind(kind), ParseFailed(status)

@@ -28,11 +28,25 @@ type Source struct {
 	reader   pgwindow.Reader
 	window   *pgwindow.Window
 	now      func() time.Time
+	namer    func() Namer
+}
+
+// Options are the source's optional parts.
+type Options struct {
+	// Namer, called once per refresh of a spans table, names span services
+	// the way the network evidence names them (the Kubernetes source). Nil:
+	// nodes are named by service.name alone.
+	Namer func() Namer
 }
 
 // New prepares the source; it connects lazily.
-func New(s *config.Settings, st *store.Store, logger log.Logger) (*Source, error) {
+func New(s *config.Settings, st *store.Store, logger log.Logger, opts ...Options) (*Source, error) {
 	src := &Source{settings: s, store: st, logger: logger, now: time.Now}
+	for _, o := range opts {
+		if o.Namer != nil {
+			src.namer = o.Namer
+		}
+	}
 	switch s.TableShape {
 	case config.ShapeCalls:
 		src.reader = &callsReader{table: s.Table}
@@ -66,6 +80,10 @@ func (s *Source) Run(ctx context.Context) {
 // Refresh reads every whole window between the watermark and now minus the
 // grace period (see pgwindow.Window.Refresh) and reports the outcome.
 func (s *Source) Refresh(ctx context.Context) error {
+	if sr, ok := s.reader.(*spansReader); ok && s.namer != nil {
+		// Before the windows are read: the pairing runs on this goroutine.
+		sr.pairer.SetNamer(s.namer())
+	}
 	detail, err := s.window.Refresh(ctx)
 	if err != nil {
 		s.store.ReportFailure(model.SourceTraces, s.now(), err)

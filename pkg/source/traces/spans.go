@@ -47,7 +47,8 @@ const spanColumns = `trace_id, span_id, COALESCE(parent_span_id, ''), service_na
  COALESCE(attributes->>'http.request.method', attributes->>'http.method', ''),
  COALESCE(attributes->>'messaging.system', ''),
  COALESCE(attributes->>'messaging.destination.name', ''),
- COALESCE(resource_attributes->>'service.namespace', '')`
+ COALESCE(resource_attributes->>'service.namespace', ''),
+ COALESCE(NULLIF(resource_attributes->>'k8s.namespace.name', ''), resource_attributes->>'service.namespace', '')`
 
 // Read reads and pairs one window (pgwindow.Window calls Fetch and the
 // returned step itself, so that it can fetch the next window meanwhile).
