@@ -28,6 +28,10 @@ import (
 // PluginID is the id in plugin.json.
 const PluginID = "livemap-servicemap-datasource"
 
+// kubeSyncWait bounds how long a trace refresh waits for the Kubernetes
+// informers before naming spans without them.
+const kubeSyncWait = 10 * time.Second
+
 // Source feeds the store in the background until its context ends.
 type Source interface {
 	Kind() model.Source
@@ -101,7 +105,17 @@ func NewDatasourceWithOptions(_ context.Context, settings backend.DataSourceInst
 			// spans land on the nodes the network evidence uses: a service
 			// name shared by two watched namespaces is qualified by the span's
 			// k8s.namespace.name (docs/kubernetes.md "Node ids")
-			trOpts.Namer = func() traces.Namer { return kubeSrc.Index() }
+			trOpts.Namer = func(ctx context.Context) traces.Namer {
+				// A window is read once: wait (briefly) for the informers, so
+				// the backfill is not named from an empty cluster. A cluster
+				// that stays unreadable leaves names as service.name.
+				ctx, cancel := context.WithTimeout(ctx, kubeSyncWait)
+				defer cancel()
+				if kubeSrc.WaitForSync(ctx) != nil {
+					return nil
+				}
+				return kubeSrc.Index()
+			}
 		}
 		src, err := traces.New(s, d.store, d.logger.With("source", "traces"), trOpts)
 		if err != nil {

@@ -28,15 +28,15 @@ type Source struct {
 	reader   pgwindow.Reader
 	window   *pgwindow.Window
 	now      func() time.Time
-	namer    func() Namer
+	namer    func(context.Context) Namer
 }
 
 // Options are the source's optional parts.
 type Options struct {
 	// Namer, called once per refresh of a spans table, names span services
-	// the way the network evidence names them (the Kubernetes source). Nil:
-	// nodes are named by service.name alone.
-	Namer func() Namer
+	// the way the network evidence names them (the Kubernetes source). Nil,
+	// or a nil answer: nodes are named by service.name alone.
+	Namer func(context.Context) Namer
 }
 
 // New prepares the source; it connects lazily.
@@ -82,7 +82,7 @@ func (s *Source) Run(ctx context.Context) {
 func (s *Source) Refresh(ctx context.Context) error {
 	if sr, ok := s.reader.(*spansReader); ok && s.namer != nil {
 		// Before the windows are read: the pairing runs on this goroutine.
-		sr.pairer.SetNamer(s.namer())
+		sr.pairer.SetNamer(s.namer(ctx))
 	}
 	detail, err := s.window.Refresh(ctx)
 	if err != nil {
