@@ -158,7 +158,8 @@ func randomSpans(t *testing.T, conn *pgx.Conn, table string, odd bool, now time.
 			if odd {
 				startV = start.UTC()
 			}
-			var res any = pick(`{"service.namespace":"shop"}`, `{"service.namespace":"ops"}`, `{}`, nil)
+			var res any = pick(`{"service.namespace":"shop"}`, `{"service.namespace":"ops"}`, `{}`, nil,
+				`{"k8s.namespace.name":"prod","service.namespace":"shop"}`, `{"k8s.namespace.name":"","service.namespace":"ops"}`, `{"k8s.namespace.name":"staging"}`)
 			row := []any{tid, id, parent, services[r.IntN(len(services))], "op", pick(kinds...), startV,
 				int64(r.ExpFloat64() * 30e6), pick(statuses...), attrs(), res}
 			rows = append(rows, row)
