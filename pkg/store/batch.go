@@ -6,6 +6,7 @@ import (
 	"github.com/axiomhq/hyperloglog"
 
 	"github.com/livemap/servicemap/pkg/model"
+	"github.com/livemap/servicemap/pkg/sketch"
 )
 
 // Batch is what one source learned in one read: call and connection counts
@@ -15,9 +16,14 @@ import (
 type Batch struct {
 	source model.Source
 	cells  map[cellKey]*cell
+	slab   []cell // cells are allocated from here, cellChunk at a time
 	nodes  []model.NodeInfo
 	infos  map[model.EdgeKey]model.EdgeInfo
 }
+
+// cellChunk cells are allocated at once: one allocation per chunk instead of
+// one per (edge, minute) cell.
+const cellChunk = 256
 
 type cellKey struct {
 	edge   model.EdgeKey
@@ -25,14 +31,36 @@ type cellKey struct {
 }
 
 type cell struct {
+	// stats of the cell, except that the first timed call's latency is held
+	// in one (its histogram bin) instead of stats.Latency: most cells of a
+	// trace backfill hold one call, and Apply adds that bin to the buckets
+	// without allocating and merging a one-bin histogram.
 	stats   model.Stats
+	one     int32
+	hasOne  bool
 	last    int64               // unix seconds of the latest event
 	clients *hyperloglog.Sketch // distinct client keys (gateway evidence only; nil otherwise)
 }
 
 // NewBatch starts a batch for one source.
-func NewBatch(source model.Source) *Batch {
-	return &Batch{source: source, cells: map[cellKey]*cell{}, infos: map[model.EdgeKey]model.EdgeInfo{}}
+func NewBatch(source model.Source) *Batch { return NewBatchSize(source, 0) }
+
+// NewBatchSize starts a batch for one source sized for about cells (edge,
+// minute) cells and as many edges, so a source that knows its usual batch
+// (a trace window) does not regrow the batch's maps.
+func NewBatchSize(source model.Source, cells int) *Batch {
+	return &Batch{source: source, cells: make(map[cellKey]*cell, cells), infos: make(map[model.EdgeKey]model.EdgeInfo, cells)}
+}
+
+// Reset empties the batch for the next read of the same source, keeping the
+// room its maps grew to. Store.Apply keeps no reference into a batch, so a
+// batch may be reset and refilled as soon as Apply returned.
+func (b *Batch) Reset() {
+	clear(b.cells)
+	clear(b.infos)
+	clear(b.nodes)
+	b.nodes = b.nodes[:0]
+	b.slab = nil // cells in use may not be shared with the next batch's
 }
 
 // Source of the batch.
@@ -42,7 +70,11 @@ func (b *Batch) cell(edge model.EdgeKey, t time.Time) *cell {
 	k := cellKey{edge, t.Unix() - mod(t.Unix(), 60)}
 	c := b.cells[k]
 	if c == nil {
-		c = &cell{}
+		if len(b.slab) == cap(b.slab) {
+			b.slab = make([]cell, 0, cellChunk)
+		}
+		b.slab = append(b.slab, cell{})
+		c = &b.slab[len(b.slab)-1]
 		b.cells[k] = c
 	}
 	if u := t.Unix(); u > c.last {
@@ -64,7 +96,27 @@ func (c *cell) addCall(latencyMs float64, failed bool) {
 	}
 	if latencyMs >= 0 {
 		c.stats.LatencySumMs += latencyMs
-		c.stats.Latency.Add(latencyMs)
+		if !c.hasOne {
+			c.one, c.hasOne = sketch.Index(latencyMs), true
+		} else {
+			c.stats.Latency.Add(latencyMs)
+		}
+	}
+}
+
+// addTo adds the cell's traffic to a bucket's stats.
+func (c *cell) addTo(dst *model.Stats) {
+	dst.Add(&c.stats)
+	if c.hasOne {
+		dst.Latency.AddIndex(c.one, 1)
+	}
+}
+
+// addLatency adds the cell's histogram to dst.
+func (c *cell) addLatency(dst *sketch.Latency) {
+	dst.Merge(&c.stats.Latency)
+	if c.hasOne {
+		dst.AddIndex(c.one, 1)
 	}
 }
 
@@ -124,11 +176,14 @@ func (b *Batch) AddConnections(edge model.EdgeKey, t time.Time, n uint64) {
 // AddNode records what the source knows of a node.
 func (b *Batch) AddNode(info model.NodeInfo) { b.nodes = append(b.nodes, info) }
 
-// AddEdgeInfo records what the source knows of an edge.
+// AddEdgeInfo records what the source knows of an edge. Info that changes
+// nothing (a trace source repeats an edge's protocol on every call) costs a
+// map read, not a write.
 func (b *Batch) AddEdgeInfo(edge model.EdgeKey, info model.EdgeInfo) {
-	cur := b.infos[edge]
-	cur.Merge(info)
-	b.infos[edge] = cur
+	cur, ok := b.infos[edge]
+	if cur.Merge(info) || !ok {
+		b.infos[edge] = cur
+	}
 }
 
 // Len is the number of (edge, minute) cells.

@@ -82,13 +82,13 @@ func (s *series) add(minute int64, c *cell, fineFrom int64) {
 		addTo(find(&s.fine, minute), c)
 	}
 	addTo(find(&s.coarse, minute-mod(minute, coarseWidth)), c)
-	s.hours.Merge(&c.stats.Latency)
+	c.addLatency(&s.hours)
 }
 
 // addTo adds a cell to a minute or hour bucket. Client sketches are merged
 // (the hour bucket's is the union of its minutes'), never summed.
 func addTo(b *bucket, c *cell) {
-	b.stats.Add(&c.stats)
+	c.addTo(&b.stats)
 	if c.last > b.last {
 		b.last = c.last
 	}
