@@ -1,6 +1,7 @@
 package store
 
 import (
+	"slices"
 	"time"
 
 	"github.com/axiomhq/hyperloglog"
@@ -15,22 +16,25 @@ import (
 // adds nothing and a retried read is never counted twice.
 type Batch struct {
 	source model.Source
-	cells  map[cellKey]*cell
-	slab   []cell // cells are allocated from here, cellChunk at a time
-	nodes  []model.NodeInfo
-	infos  map[model.EdgeKey]model.EdgeInfo
+	// Edge first: one hash of the edge per call finds both its minute cells
+	// and its info, and Apply looks each edge's series up once.
+	edges map[model.EdgeKey]int32 // index in list
+	list  []edgeCells             // in first-seen order
+	last  int32                   // list index of the latest edge used (a call's AddCall and AddEdgeInfo share it)
+	cells int
+	nodes []model.NodeInfo
 }
 
-// cellChunk cells are allocated at once: one allocation per chunk instead of
-// one per (edge, minute) cell.
-const cellChunk = 256
-
-type cellKey struct {
-	edge   model.EdgeKey
-	minute int64 // unix seconds of the minute's start
+// edgeCells is one edge's part of a batch.
+type edgeCells struct {
+	key     model.EdgeKey
+	minutes []cell // sorted by minute; a read window spans a few
+	info    model.EdgeInfo
+	hasInfo bool
 }
 
 type cell struct {
+	minute int64 // unix seconds of the minute's start
 	// stats of the cell, except that the first timed call's latency is held
 	// in one (its histogram bin) instead of stats.Latency: most cells of a
 	// trace backfill hold one call, and Apply adds that bin to the buckets
@@ -45,39 +49,67 @@ type cell struct {
 // NewBatch starts a batch for one source.
 func NewBatch(source model.Source) *Batch { return NewBatchSize(source, 0) }
 
-// NewBatchSize starts a batch for one source sized for about cells (edge,
-// minute) cells and as many edges, so a source that knows its usual batch
-// (a trace window) does not regrow the batch's maps.
-func NewBatchSize(source model.Source, cells int) *Batch {
-	return &Batch{source: source, cells: make(map[cellKey]*cell, cells), infos: make(map[model.EdgeKey]model.EdgeInfo, cells)}
+// NewBatchSize starts a batch for one source sized for about edges edges, so
+// a source that knows its usual batch (a trace window) does not regrow it.
+func NewBatchSize(source model.Source, edges int) *Batch {
+	return &Batch{source: source, edges: make(map[model.EdgeKey]int32, edges), list: make([]edgeCells, 0, edges)}
 }
 
 // Reset empties the batch for the next read of the same source, keeping the
-// room its maps grew to. Store.Apply keeps no reference into a batch, so a
-// batch may be reset and refilled as soon as Apply returned.
+// room it grew to. Store.Apply keeps no reference into a batch, so a batch
+// may be reset and refilled as soon as Apply returned.
 func (b *Batch) Reset() {
-	clear(b.cells)
-	clear(b.infos)
+	clear(b.edges)
+	for i := range b.list {
+		clear(b.list[i].minutes) // keep the room, drop the histograms
+	}
+	b.list = b.list[:0]
+	b.cells = 0
 	clear(b.nodes)
 	b.nodes = b.nodes[:0]
-	b.slab = nil // cells in use may not be shared with the next batch's
 }
 
 // Source of the batch.
 func (b *Batch) Source() model.Source { return b.source }
 
-func (b *Batch) cell(edge model.EdgeKey, t time.Time) *cell {
-	k := cellKey{edge, t.Unix() - mod(t.Unix(), 60)}
-	c := b.cells[k]
-	if c == nil {
-		if len(b.slab) == cap(b.slab) {
-			b.slab = make([]cell, 0, cellChunk)
-		}
-		b.slab = append(b.slab, cell{})
-		c = &b.slab[len(b.slab)-1]
-		b.cells[k] = c
+// edge returns the batch's entry of an edge, adding it when missing.
+func (b *Batch) edge(k model.EdgeKey) *edgeCells {
+	if int(b.last) < len(b.list) && b.list[b.last].key == k {
+		return &b.list[b.last]
 	}
-	if u := t.Unix(); u > c.last {
+	i, ok := b.edges[k]
+	if !ok {
+		i = int32(len(b.list))
+		if len(b.list) < cap(b.list) { // a reset batch: reuse the entry's minute room
+			b.list = b.list[:i+1]
+			e := &b.list[i]
+			*e = edgeCells{key: k, minutes: e.minutes[:0]}
+		} else {
+			b.list = append(b.list, edgeCells{key: k})
+		}
+		b.edges[k] = i
+	}
+	b.last = i
+	return &b.list[i]
+}
+
+func (b *Batch) cell(edge model.EdgeKey, t time.Time) *cell {
+	u := t.Unix()
+	minute := u - mod(u, 60)
+	e := b.edge(edge)
+	ms := e.minutes
+	var c *cell
+	if n := len(ms); n > 0 && ms[n-1].minute == minute {
+		c = &ms[n-1]
+	} else {
+		i, found := slices.BinarySearchFunc(ms, minute, func(c cell, m int64) int { return cmp64(c.minute, m) })
+		if !found {
+			e.minutes = slices.Insert(ms, i, cell{minute: minute})
+			b.cells++
+		}
+		c = &e.minutes[i]
+	}
+	if u > c.last {
 		c.last = u
 	}
 	return c
@@ -176,18 +208,17 @@ func (b *Batch) AddConnections(edge model.EdgeKey, t time.Time, n uint64) {
 // AddNode records what the source knows of a node.
 func (b *Batch) AddNode(info model.NodeInfo) { b.nodes = append(b.nodes, info) }
 
-// AddEdgeInfo records what the source knows of an edge. Info that changes
-// nothing (a trace source repeats an edge's protocol on every call) costs a
-// map read, not a write.
+// AddEdgeInfo records what the source knows of an edge. Right after a call
+// on the same edge (a trace source repeats the edge's protocol on every
+// call) it costs no map access.
 func (b *Batch) AddEdgeInfo(edge model.EdgeKey, info model.EdgeInfo) {
-	cur, ok := b.infos[edge]
-	if cur.Merge(info) || !ok {
-		b.infos[edge] = cur
-	}
+	e := b.edge(edge)
+	e.info.Merge(info)
+	e.hasInfo = true
 }
 
 // Len is the number of (edge, minute) cells.
-func (b *Batch) Len() int { return len(b.cells) }
+func (b *Batch) Len() int { return b.cells }
 
 func mod(a, m int64) int64 {
 	r := a % m
