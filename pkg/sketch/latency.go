@@ -127,6 +127,21 @@ func (l *Latency) grow(lo, hi int32) {
 	l.offset, l.counts = newLo, grown
 }
 
+// ReserveLike gives an empty histogram room for the bins like spans, so
+// adding latencies one at a time in that range never re-allocates (a new
+// hour bucket reserving its series' usual extent). It changes no count.
+func (l *Latency) ReserveLike(like *Latency) {
+	if l.counts != nil || l.width != 0 || like.n == 0 {
+		return
+	}
+	lo, hi := like.offset, like.offset+int32(like.bins())-1
+	if like.counts != nil {
+		u, v := used(like.counts)
+		lo, hi = like.offset+int32(u), like.offset+int32(v)
+	}
+	l.grow(lo, hi)
+}
+
 // Merge adds every latency of other into l.
 func (l *Latency) Merge(other *Latency) {
 	if other == nil || other.n == 0 {

@@ -81,7 +81,9 @@ func (s *series) add(minute int64, c *cell, fineFrom int64) {
 	if minute >= fineFrom {
 		addTo(find(&s.fine, minute), c)
 	}
-	addTo(find(&s.coarse, minute-mod(minute, coarseWidth)), c)
+	hour := find(&s.coarse, minute-mod(minute, coarseWidth))
+	hour.stats.Latency.ReserveLike(&s.hours) // a new hour: room for the series' usual latencies at once
+	addTo(hour, c)
 	c.addLatency(&s.hours)
 }
 
