@@ -22,8 +22,14 @@ type Batch struct {
 	list  []edgeCells             // in first-seen order
 	last  int32                   // list index of the latest edge used (a call's AddCall and AddEdgeInfo share it)
 	cells int
+	// slab hands each new edge the room for its first cell, cellChunk edges
+	// per allocation (most edges of a read window have one minute; an edge
+	// with more moves its cells to a slice of its own).
+	slab  []cell
 	nodes []model.NodeInfo
 }
+
+const cellChunk = 256
 
 // edgeCells is one edge's part of a batch.
 type edgeCells struct {
@@ -65,6 +71,7 @@ func (b *Batch) Reset() {
 	}
 	b.list = b.list[:0]
 	b.cells = 0
+	b.slab = nil // the room handed out stays with the list entries
 	clear(b.nodes)
 	b.nodes = b.nodes[:0]
 }
@@ -103,6 +110,14 @@ func (b *Batch) cell(edge model.EdgeKey, t time.Time) *cell {
 		c = &ms[n-1]
 	} else {
 		i, found := slices.BinarySearchFunc(ms, minute, func(c cell, m int64) int { return cmp64(c.minute, m) })
+		if !found && cap(ms) == 0 {
+			if len(b.slab) == cap(b.slab) {
+				b.slab = make([]cell, 0, cellChunk)
+			}
+			n := len(b.slab)
+			b.slab = b.slab[:n+1]
+			ms = b.slab[n : n : n+1] // room for one cell, owned by this edge
+		}
 		if !found {
 			e.minutes = slices.Insert(ms, i, cell{minute: minute})
 			b.cells++
