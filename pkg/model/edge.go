@@ -20,25 +20,27 @@ type EdgeInfo struct {
 	LastDeploy     time.Time
 }
 
-// Merge fills the empty fields of e from o; a learned protocol from traces
-// ("gRPC") beats a bare transport ("TCP").
-func (e *EdgeInfo) Merge(o EdgeInfo) {
-	if o.Protocol != "" && (e.Protocol == "" || e.Protocol == "TCP") {
-		e.Protocol = o.Protocol
+// Merge fills e from o: a non-empty field of o replaces e's, except that a
+// learned protocol from traces ("gRPC") beats a bare transport ("TCP") and is
+// never replaced; the later deploy wins. It reports whether e changed (so a
+// caller merging the same info again and again can skip storing it).
+func (e *EdgeInfo) Merge(o EdgeInfo) (changed bool) {
+	set := func(dst *string, v string) {
+		if v != "" && *dst != v {
+			*dst = v
+			changed = true
+		}
 	}
-	if o.CircuitBreaker != "" {
-		e.CircuitBreaker = o.CircuitBreaker
+	if e.Protocol == "" || e.Protocol == "TCP" {
+		set(&e.Protocol, o.Protocol)
 	}
-	if o.RetryPolicy != "" {
-		e.RetryPolicy = o.RetryPolicy
-	}
-	if o.OwnerTeam != "" {
-		e.OwnerTeam = o.OwnerTeam
-	}
-	if o.Tier != "" {
-		e.Tier = o.Tier
-	}
+	set(&e.CircuitBreaker, o.CircuitBreaker)
+	set(&e.RetryPolicy, o.RetryPolicy)
+	set(&e.OwnerTeam, o.OwnerTeam)
+	set(&e.Tier, o.Tier)
 	if o.LastDeploy.After(e.LastDeploy) {
 		e.LastDeploy = o.LastDeploy
+		changed = true
 	}
+	return changed
 }

@@ -232,3 +232,32 @@ func TestTrimKeepsCounts(t *testing.T) {
 		t.Fatalf("emptied and trimmed: %v", &l)
 	}
 }
+
+// TestAddIndexAndReserveLike: adding by bin index is adding the latency, and
+// reserving room changes no count (only the extent, trimmed by Pack).
+func TestAddIndexAndReserveLike(t *testing.T) {
+	var wide, byValue, byIndex Latency
+	for _, ms := range []float64{0.5, 3, 20, 20, 400, 9000} {
+		wide.Add(ms)
+	}
+	byIndex.ReserveLike(&wide)
+	if byIndex.Count() != 0 || byIndex.bins() == 0 {
+		t.Fatalf("reserved histogram: %d latencies in %d bins, want 0 latencies and room", byIndex.Count(), byIndex.bins())
+	}
+	for _, ms := range []float64{7, 20, 20, 1e9, -1} {
+		byValue.Add(ms)
+		byIndex.AddIndex(Index(ms), 1)
+	}
+	byValue.Pack()
+	byIndex.Pack()
+	a, _ := byValue.MarshalBinary()
+	b, _ := byIndex.MarshalBinary()
+	if string(a) != string(b) || byIndex.Count() != 5 {
+		t.Fatalf("by index %v, by value %v", &byIndex, &byValue)
+	}
+	packed := byIndex
+	packed.ReserveLike(&wide) // a packed histogram keeps its form
+	if packed.bins() != byIndex.bins() {
+		t.Fatalf("ReserveLike unpacked a packed histogram")
+	}
+}

@@ -1,11 +1,13 @@
 package store
 
 import (
+	"slices"
 	"time"
 
 	"github.com/axiomhq/hyperloglog"
 
 	"github.com/livemap/servicemap/pkg/model"
+	"github.com/livemap/servicemap/pkg/sketch"
 )
 
 // Batch is what one source learned in one read: call and connection counts
@@ -14,38 +16,115 @@ import (
 // adds nothing and a retried read is never counted twice.
 type Batch struct {
 	source model.Source
-	cells  map[cellKey]*cell
-	nodes  []model.NodeInfo
-	infos  map[model.EdgeKey]model.EdgeInfo
+	// Edge first: one hash of the edge per call finds both its minute cells
+	// and its info, and Apply looks each edge's series up once.
+	edges map[model.EdgeKey]int32 // index in list
+	list  []edgeCells             // in first-seen order
+	last  int32                   // list index of the latest edge used (a call's AddCall and AddEdgeInfo share it)
+	cells int
+	// slab hands each new edge the room for its first cell, cellChunk edges
+	// per allocation (most edges of a read window have one minute; an edge
+	// with more moves its cells to a slice of its own).
+	slab  []cell
+	nodes []model.NodeInfo
 }
 
-type cellKey struct {
-	edge   model.EdgeKey
-	minute int64 // unix seconds of the minute's start
+const cellChunk = 256
+
+// edgeCells is one edge's part of a batch.
+type edgeCells struct {
+	key     model.EdgeKey
+	minutes []cell // sorted by minute; a read window spans a few
+	info    model.EdgeInfo
+	hasInfo bool
 }
 
 type cell struct {
+	minute int64 // unix seconds of the minute's start
+	// stats of the cell, except that the first timed call's latency is held
+	// in one (its histogram bin) instead of stats.Latency: most cells of a
+	// trace backfill hold one call, and Apply adds that bin to the buckets
+	// without allocating and merging a one-bin histogram.
 	stats   model.Stats
+	one     int32
+	hasOne  bool
 	last    int64               // unix seconds of the latest event
 	clients *hyperloglog.Sketch // distinct client keys (gateway evidence only; nil otherwise)
 }
 
 // NewBatch starts a batch for one source.
-func NewBatch(source model.Source) *Batch {
-	return &Batch{source: source, cells: map[cellKey]*cell{}, infos: map[model.EdgeKey]model.EdgeInfo{}}
+func NewBatch(source model.Source) *Batch { return NewBatchSize(source, 0) }
+
+// NewBatchSize starts a batch for one source sized for about edges edges, so
+// a source that knows its usual batch (a trace window) does not regrow it.
+func NewBatchSize(source model.Source, edges int) *Batch {
+	return &Batch{source: source, edges: make(map[model.EdgeKey]int32, edges), list: make([]edgeCells, 0, edges)}
+}
+
+// Reset empties the batch for the next read of the same source, keeping the
+// room it grew to. Store.Apply keeps no reference into a batch, so a batch
+// may be reset and refilled as soon as Apply returned.
+func (b *Batch) Reset() {
+	clear(b.edges)
+	for i := range b.list {
+		clear(b.list[i].minutes) // keep the room, drop the histograms
+	}
+	b.list = b.list[:0]
+	b.cells = 0
+	b.slab = nil // the room handed out stays with the list entries
+	clear(b.nodes)
+	b.nodes = b.nodes[:0]
 }
 
 // Source of the batch.
 func (b *Batch) Source() model.Source { return b.source }
 
-func (b *Batch) cell(edge model.EdgeKey, t time.Time) *cell {
-	k := cellKey{edge, t.Unix() - mod(t.Unix(), 60)}
-	c := b.cells[k]
-	if c == nil {
-		c = &cell{}
-		b.cells[k] = c
+// edge returns the batch's entry of an edge, adding it when missing.
+func (b *Batch) edge(k model.EdgeKey) *edgeCells {
+	if int(b.last) < len(b.list) && b.list[b.last].key == k {
+		return &b.list[b.last]
 	}
-	if u := t.Unix(); u > c.last {
+	i, ok := b.edges[k]
+	if !ok {
+		i = int32(len(b.list))
+		if len(b.list) < cap(b.list) { // a reset batch: reuse the entry's minute room
+			b.list = b.list[:i+1]
+			e := &b.list[i]
+			*e = edgeCells{key: k, minutes: e.minutes[:0]}
+		} else {
+			b.list = append(b.list, edgeCells{key: k})
+		}
+		b.edges[k] = i
+	}
+	b.last = i
+	return &b.list[i]
+}
+
+func (b *Batch) cell(edge model.EdgeKey, t time.Time) *cell {
+	u := t.Unix()
+	minute := u - mod(u, 60)
+	e := b.edge(edge)
+	ms := e.minutes
+	var c *cell
+	if n := len(ms); n > 0 && ms[n-1].minute == minute {
+		c = &ms[n-1]
+	} else {
+		i, found := slices.BinarySearchFunc(ms, minute, func(c cell, m int64) int { return cmp64(c.minute, m) })
+		if !found && cap(ms) == 0 {
+			if len(b.slab) == cap(b.slab) {
+				b.slab = make([]cell, 0, cellChunk)
+			}
+			n := len(b.slab)
+			b.slab = b.slab[:n+1]
+			ms = b.slab[n : n : n+1] // room for one cell, owned by this edge
+		}
+		if !found {
+			e.minutes = slices.Insert(ms, i, cell{minute: minute})
+			b.cells++
+		}
+		c = &e.minutes[i]
+	}
+	if u > c.last {
 		c.last = u
 	}
 	return c
@@ -64,7 +143,27 @@ func (c *cell) addCall(latencyMs float64, failed bool) {
 	}
 	if latencyMs >= 0 {
 		c.stats.LatencySumMs += latencyMs
-		c.stats.Latency.Add(latencyMs)
+		if !c.hasOne {
+			c.one, c.hasOne = sketch.Index(latencyMs), true
+		} else {
+			c.stats.Latency.Add(latencyMs)
+		}
+	}
+}
+
+// addTo adds the cell's traffic to a bucket's stats.
+func (c *cell) addTo(dst *model.Stats) {
+	dst.Add(&c.stats)
+	if c.hasOne {
+		dst.Latency.AddIndex(c.one, 1)
+	}
+}
+
+// addLatency adds the cell's histogram to dst.
+func (c *cell) addLatency(dst *sketch.Latency) {
+	dst.Merge(&c.stats.Latency)
+	if c.hasOne {
+		dst.AddIndex(c.one, 1)
 	}
 }
 
@@ -124,15 +223,17 @@ func (b *Batch) AddConnections(edge model.EdgeKey, t time.Time, n uint64) {
 // AddNode records what the source knows of a node.
 func (b *Batch) AddNode(info model.NodeInfo) { b.nodes = append(b.nodes, info) }
 
-// AddEdgeInfo records what the source knows of an edge.
+// AddEdgeInfo records what the source knows of an edge. Right after a call
+// on the same edge (a trace source repeats the edge's protocol on every
+// call) it costs no map access.
 func (b *Batch) AddEdgeInfo(edge model.EdgeKey, info model.EdgeInfo) {
-	cur := b.infos[edge]
-	cur.Merge(info)
-	b.infos[edge] = cur
+	e := b.edge(edge)
+	e.info.Merge(info)
+	e.hasInfo = true
 }
 
 // Len is the number of (edge, minute) cells.
-func (b *Batch) Len() int { return len(b.cells) }
+func (b *Batch) Len() int { return b.cells }
 
 func mod(a, m int64) int64 {
 	r := a % m

@@ -42,6 +42,7 @@ type event struct {
 	at     int64
 	edge   model.EdgeKey
 	source model.Source
+	ms     float64 // latency; negative: an untimed call
 }
 
 // TestRangeStatsMatchesReference is a property test: random traffic with
@@ -50,7 +51,10 @@ type event struct {
 // from the fast path must equal the one-by-one merge exactly (counters, the
 // float latency sum to the bit, every histogram bin, the latest event), and
 // the calls must be those of the events in the range widened to the buckets
-// that overlap it.
+// that overlap it. The write path is held to the events too: over the whole
+// retention every series' histogram holds exactly the events' latencies
+// (batches are reused with Reset, cells hold one call or many, some calls
+// are untimed).
 func TestRangeStatsMatchesReference(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 23))
 	start := time.Date(2026, 11, 23, 7, 17, 0, 0, time.UTC)
@@ -59,13 +63,19 @@ func TestRangeStatsMatchesReference(t *testing.T) {
 	sources := []model.Source{model.SourceTraces, model.SourceGateway}
 	var events []event
 	fastRuns := 0
+	batches := map[model.Source]*Batch{}
 	var kept int64 // events before this are gone: the cut-off of the last Maintain
 	for step := 0; step < 150; step++ {
 		clk.t = clk.t.Add(time.Duration(r.IntN(40)) * time.Minute).Add(time.Duration(r.IntN(60)) * time.Second)
 		now := clk.t.Unix()
 		_, coarseFrom := s.cutoffs(clk.t)
 		for _, src := range sources {
-			b := NewBatch(src)
+			b := batches[src]
+			if b == nil {
+				b = NewBatchSize(src, 2)
+				batches[src] = b
+			}
+			b.Reset()
 			for i := 0; i < 40; i++ {
 				var at int64
 				switch r.IntN(4) {
@@ -76,9 +86,15 @@ func TestRangeStatsMatchesReference(t *testing.T) {
 				}
 				e := edges[r.IntN(len(edges))]
 				ms := math.Exp(math.Log(20) + 1.5*r.NormFloat64())
+				if r.IntN(10) == 0 {
+					ms = -1
+				}
 				b.AddCall(e, time.Unix(at, int64(r.IntN(1e9))), ms, r.IntN(7) == 0)
+				if r.IntN(2) == 0 {
+					b.AddEdgeInfo(e, model.EdgeInfo{Protocol: "gRPC"})
+				}
 				if at-mod(at, fineWidth) >= coarseFrom {
-					events = append(events, event{at, e, src})
+					events = append(events, event{at, e, src, ms})
 				}
 			}
 			s.Apply(b)
@@ -89,6 +105,23 @@ func TestRangeStatsMatchesReference(t *testing.T) {
 		}
 
 		fineFrom, coarseFrom := s.cutoffs(clk.t)
+		for key, ser := range s.series {
+			var want sketch.Latency
+			var calls uint64
+			for _, ev := range events {
+				if ev.edge == key.edge && ev.source == key.source && ev.at >= coarseFrom {
+					calls++
+					if ev.ms >= 0 {
+						want.Add(ev.ms)
+					}
+				}
+			}
+			var got model.Stats
+			ser.rangeStats(coarseFrom, now+1, fineFrom, &got)
+			if got.Calls != calls || !bytes.Equal(canonical(t, &got.Latency), canonical(t, &want)) {
+				t.Fatalf("step %d %v: retention holds %d calls %v, the events %d %v", step, key, got.Calls, &got.Latency, calls, &want)
+			}
+		}
 		ranges := [][2]int64{{now - 24*3600, now}, {coarseFrom, now + 1}, {now - 6*3600, now}}
 		for i := 0; i < 20; i++ {
 			from := now - r.Int64N(26*3600)

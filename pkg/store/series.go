@@ -81,14 +81,16 @@ func (s *series) add(minute int64, c *cell, fineFrom int64) {
 	if minute >= fineFrom {
 		addTo(find(&s.fine, minute), c)
 	}
-	addTo(find(&s.coarse, minute-mod(minute, coarseWidth)), c)
-	s.hours.Merge(&c.stats.Latency)
+	hour := find(&s.coarse, minute-mod(minute, coarseWidth))
+	hour.stats.Latency.ReserveLike(&s.hours) // a new hour: room for the series' usual latencies at once
+	addTo(hour, c)
+	c.addLatency(&s.hours)
 }
 
 // addTo adds a cell to a minute or hour bucket. Client sketches are merged
 // (the hour bucket's is the union of its minutes'), never summed.
 func addTo(b *bucket, c *cell) {
-	b.stats.Add(&c.stats)
+	c.addTo(&b.stats)
 	if c.last > b.last {
 		b.last = c.last
 	}

@@ -74,27 +74,34 @@ func (s *Store) Apply(b *Batch) {
 	fineFrom, coarseFrom := s.cutoffs(now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for k, c := range b.cells {
-		if k.minute < coarseFrom {
-			continue
+	for i := range b.list {
+		e := &b.list[i]
+		if e.hasInfo {
+			cur, ok := s.infos[e.key]
+			if cur.Merge(e.info) || !ok {
+				s.infos[e.key] = cur
+			}
 		}
-		key := seriesKey{k.edge, b.source}
-		ser := s.series[key]
-		if ser == nil {
-			ser = &series{}
-			s.series[key] = ser
+		var ser *series
+		for j := range e.minutes {
+			c := &e.minutes[j]
+			if c.minute < coarseFrom {
+				continue
+			}
+			if ser == nil {
+				key := seriesKey{e.key, b.source}
+				if ser = s.series[key]; ser == nil {
+					ser = &series{}
+					s.series[key] = ser
+				}
+			}
+			ser.add(c.minute, c, fineFrom)
 		}
-		ser.add(k.minute, c, fineFrom)
 	}
 	for _, n := range b.nodes {
 		cur := s.nodes[n.ID]
 		cur.Merge(n)
 		s.nodes[n.ID] = cur
-	}
-	for k, info := range b.infos {
-		cur := s.infos[k]
-		cur.Merge(info)
-		s.infos[k] = cur
 	}
 }
 

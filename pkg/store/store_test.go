@@ -202,3 +202,43 @@ func TestWindowsPartitionTheRange(t *testing.T) {
 		t.Errorf("total %d, want 30", total)
 	}
 }
+
+// TestEdgeInfoThroughBatches: edge info keeps EdgeInfo.Merge's rules whether
+// it arrives in one batch or several, repeated or not, and info alone (no
+// call) names no series.
+func TestEdgeInfoThroughBatches(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 30, 0, 0, time.UTC)
+	s, _ := newStore(now)
+	deploy := now.Add(-time.Hour)
+	b := NewBatchSize(model.SourceTraces, 4)
+	b.AddCall(ab, now.Add(-time.Minute), 5, false)
+	b.AddEdgeInfo(ab, model.EdgeInfo{Protocol: "TCP"})
+	b.AddEdgeInfo(ab, model.EdgeInfo{Protocol: "gRPC"}) // a learned protocol beats TCP
+	b.AddEdgeInfo(ab, model.EdgeInfo{Protocol: "HTTP"}) // and is then kept
+	b.AddEdgeInfo(bc, model.EdgeInfo{OwnerTeam: "payments", LastDeploy: deploy})
+	s.Apply(b)
+	b.Reset()
+	b.AddEdgeInfo(bc, model.EdgeInfo{Protocol: "kafka", LastDeploy: deploy.Add(-time.Minute)}) // an older deploy changes nothing
+	b.AddEdgeInfo(bc, model.EdgeInfo{Tier: "1"})
+	b.AddEdgeInfo(bc, model.EdgeInfo{Tier: "1"})
+	s.Apply(b)
+	if b.Len() != 0 {
+		t.Fatalf("batch after Reset and info only: %d cells, want 0", b.Len())
+	}
+	want := map[model.EdgeKey]model.EdgeInfo{
+		ab: {Protocol: "gRPC"},
+		bc: {Protocol: "kafka", OwnerTeam: "payments", Tier: "1", LastDeploy: deploy},
+	}
+	for k, w := range want {
+		if got := s.infos[k]; got != w {
+			t.Fatalf("info of %v = %+v, want %+v", k, got, w)
+		}
+	}
+	if len(s.series) != 1 || s.series[seriesKey{ab, model.SourceTraces}] == nil {
+		t.Fatalf("series %v, want only a->b (info alone names no series)", s.series)
+	}
+	snap, _ := s.Snapshot(now.Add(-time.Hour), now, model.AllSources)
+	if len(snap) != 1 || snap[0].Key != ab || snap[0].Info.Protocol != "gRPC" || snap[0].Stats.Calls != 1 {
+		t.Fatalf("snapshot %+v, want a->b with 1 call over gRPC", snap)
+	}
+}
