@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
@@ -105,13 +106,18 @@ func NewDatasourceWithOptions(_ context.Context, settings backend.DataSourceInst
 			// spans land on the nodes the network evidence uses: a service
 			// name shared by two watched namespaces is qualified by the span's
 			// k8s.namespace.name (docs/kubernetes.md "Node ids")
+			var waited atomic.Bool
 			trOpts.Namer = func(ctx context.Context) traces.Namer {
-				// A window is read once: wait (briefly) for the informers, so
-				// the backfill is not named from an empty cluster. A cluster
-				// that stays unreadable leaves names as service.name.
-				ctx, cancel := context.WithTimeout(ctx, kubeSyncWait)
-				defer cancel()
-				if kubeSrc.WaitForSync(ctx) != nil {
+				// A window is read once: the first refresh (the backfill)
+				// waits briefly for the informers, so it is not named from an
+				// empty cluster; later ones do not wait. A cluster that stays
+				// unreadable leaves names as service.name.
+				if !waited.Swap(true) {
+					ctx, cancel := context.WithTimeout(ctx, kubeSyncWait)
+					defer cancel()
+					_ = kubeSrc.WaitForSync(ctx) // the kube source reports its own failure
+				}
+				if !kubeSrc.Synced() {
 					return nil
 				}
 				return kubeSrc.Index()

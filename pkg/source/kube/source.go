@@ -206,6 +206,16 @@ func (s *Source) WaitForSync(ctx context.Context) error {
 	return nil
 }
 
+// Synced reports, without waiting, whether every informer has synced.
+func (s *Source) Synced() bool {
+	for _, ok := range s.synced {
+		if !ok() {
+			return false
+		}
+	}
+	return true
+}
+
 // Run starts the informers, waits for them, then refreshes on the interval.
 func (s *Source) Run(ctx context.Context) {
 	go func() { <-ctx.Done(); s.Close() }()
