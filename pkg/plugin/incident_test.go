@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"os"
 	"strings"
 	"testing"
@@ -64,18 +63,6 @@ func wantRows(t *testing.T, f *data.Frame, want []string, fields ...string) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("%s (%s):\n got %q\nwant %q", f.Name, strings.Join(fields, ","), got, want)
 	}
-}
-
-// shopPlugin serves the plugin on a freshly loaded shop (shopSettings plus
-// extra jsonData) and waits until the trace source has read it.
-func shopPlugin(t *testing.T, extra map[string]any) *harness {
-	t.Helper()
-	pg, db := loadShop(t)
-	js, sec := shopSettings(pg, db)
-	maps.Copy(js, extra)
-	h := serve(t, js, sec)
-	waitForData(t, h)
-	return h
 }
 
 // lastHour asks one query of the last hour as refId A and fails on an error.

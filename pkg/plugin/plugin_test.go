@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"strings"
@@ -155,11 +156,20 @@ func waitForData(t *testing.T, h *harness) {
 	t.Fatalf("trace source never refreshed: %+v", h.health(t))
 }
 
-func TestServiceMapThroughPluginProtocol(t *testing.T) {
+// shopPlugin serves the plugin on a freshly loaded shop (shopSettings plus
+// extra jsonData) and waits until the trace source has read it.
+func shopPlugin(t *testing.T, extra map[string]any) *harness {
+	t.Helper()
 	pg, db := loadShop(t)
 	js, sec := shopSettings(pg, db)
+	maps.Copy(js, extra)
 	h := serve(t, js, sec)
 	waitForData(t, h)
+	return h
+}
+
+func TestServiceMapThroughPluginProtocol(t *testing.T) {
+	h := shopPlugin(t, nil)
 
 	resp := h.query(t, q("A", "serviceMap", testNow.Add(-time.Hour), testNow, `{}`))
 	dr := resp.Responses["A"]
@@ -197,10 +207,7 @@ func TestServiceMapThroughPluginProtocol(t *testing.T) {
 }
 
 func TestFocusAndDepth(t *testing.T) {
-	pg, db := loadShop(t)
-	js, sec := shopSettings(pg, db)
-	h := serve(t, js, sec)
-	waitForData(t, h)
+	h := shopPlugin(t, nil)
 	for _, tc := range []struct {
 		model string
 		want  string
@@ -227,10 +234,7 @@ func TestFocusAndDepth(t *testing.T) {
 }
 
 func TestEdgeMetricsForAlerting(t *testing.T) {
-	pg, db := loadShop(t)
-	js, sec := shopSettings(pg, db)
-	h := serve(t, js, sec)
-	waitForData(t, h)
+	h := shopPlugin(t, nil)
 	resp := h.query(t,
 		q("N", "edgeMetrics", testNow.Add(-time.Hour), testNow, `{"metric":"error_rate","format":"numeric"}`),
 		q("T", "edgeMetrics", testNow.Add(-time.Hour), testNow, `{"metric":"requests_per_second","format":"timeseries"}`),
@@ -288,10 +292,7 @@ func TestEdgeMetricsForAlerting(t *testing.T) {
 }
 
 func TestBadInputStaysOnItsQuery(t *testing.T) {
-	pg, db := loadShop(t)
-	js, sec := shopSettings(pg, db)
-	h := serve(t, js, sec)
-	waitForData(t, h)
+	h := shopPlugin(t, nil)
 	resp := h.query(t,
 		q("good", "serviceMap", testNow.Add(-time.Hour), testNow, `{}`),
 		q("unknown", "drawMeASheep", testNow.Add(-time.Hour), testNow, `{}`),
@@ -368,10 +369,7 @@ func TestHealthNamesMissingTableAndStaleSource(t *testing.T) {
 }
 
 func TestServicesResource(t *testing.T) {
-	pg, db := loadShop(t)
-	js, sec := shopSettings(pg, db)
-	h := serve(t, js, sec)
-	waitForData(t, h)
+	h := shopPlugin(t, nil)
 	var got []*backend.CallResourceResponse
 	err := h.client.CallResource(context.Background(), &backend.CallResourceRequest{PluginContext: h.ctx(), Path: "services", Method: "GET", URL: "services"},
 		backend.CallResourceResponseSenderFunc(func(r *backend.CallResourceResponse) error { got = append(got, r); return nil }))
