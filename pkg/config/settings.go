@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
@@ -384,14 +385,21 @@ func (s *Settings) AgentScheme() string {
 	return "http"
 }
 
-// AgentTLSConfig verifies node agents' certificates: against agentCACert
-// (system roots when empty) and, when set, kubernetes.agentTLSServerName.
-func (s *Settings) AgentTLSConfig() (*tls.Config, error) {
+// AgentHTTPClient is the client for node agents, shared by the network and
+// gateway sources: TLS verified against agentCACert (system roots when
+// empty) and, when set, kubernetes.agentTLSServerName; no proxy (agents are
+// reached directly, by pod IP); a timeout of two thirds of the refresh
+// interval, between 1 s and 10 s.
+func (s *Settings) AgentHTTPClient() (*http.Client, error) {
 	pool, err := s.AgentCAPool()
 	if err != nil {
 		return nil, err
 	}
-	return &tls.Config{RootCAs: pool, ServerName: s.Kube.AgentTLSServerName, MinVersion: tls.VersionTLS12}, nil
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, ServerName: s.Kube.AgentTLSServerName, MinVersion: tls.VersionTLS12}
+	timeout := min(10*time.Second, max(time.Second, s.RefreshInterval()*2/3))
+	return &http.Client{Timeout: timeout, Transport: tr}, nil
 }
 
 // Retention as a duration.

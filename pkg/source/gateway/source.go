@@ -62,13 +62,10 @@ func New(s *config.Settings, st *store.Store, logger log.Logger, opts Options) (
 	}
 	hc := opts.HTTP
 	if hc == nil {
-		tlsConf, err := s.AgentTLSConfig()
-		if err != nil {
+		var err error
+		if hc, err = s.AgentHTTPClient(); err != nil {
 			return nil, err
 		}
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.TLSClientConfig = tlsConf
-		hc = &http.Client{Timeout: max(time.Second, min(10*time.Second, s.RefreshInterval()*2/3)), Transport: tr}
 	}
 	src.client = &AgentClient{HTTP: hc, Token: s.Secrets.AgentToken, MaxBytes: 64 << 20}
 	if s.GatewayReadsTable() {

@@ -26,17 +26,6 @@ import (
 	"github.com/livemap/servicemap/pkg/store"
 )
 
-func agentTimeout(s *config.Settings) time.Duration {
-	d := s.RefreshInterval() * 2 / 3
-	if d > 10*time.Second {
-		d = 10 * time.Second
-	}
-	if d < time.Second {
-		d = time.Second
-	}
-	return d
-}
-
 // Agents lists the agent addresses (host:port): the configured static ones
 // and the running pods matching the selector in agentNamespace.
 func (s *Source) Agents() []string {
@@ -103,20 +92,6 @@ type agentRun struct {
 // not Running for a while) is remembered, so that when it comes back its
 // births continue where they stopped instead of starting over.
 const forgetAgentAfter = time.Hour
-
-// newAgentClient makes the HTTP client for the agents: HTTPS verified
-// against secure agentCACert when it is set (and, for https:// static
-// agents without it, against the system roots).
-func newAgentClient(s *config.Settings) (*http.Client, error) {
-	tlsConf, err := s.AgentTLSConfig()
-	if err != nil {
-		return nil, err
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.Proxy = nil // agents are reached directly, by pod IP
-	tr.TLSClientConfig = tlsConf
-	return &http.Client{Timeout: agentTimeout(s), Transport: tr}, nil
-}
 
 // agentURL is the snapshot URL of an agent address: host:port (https when
 // agentCACert is set, else http), or an explicit http:// or https:// URL.

@@ -50,7 +50,7 @@ func agentSource(t *testing.T, jsonData map[string]any, secure map[string]string
 	if err != nil {
 		return nil, err
 	}
-	c, err := newAgentClient(s)
+	c, err := s.AgentHTTPClient()
 	if err != nil {
 		return nil, err
 	}

@@ -108,7 +108,7 @@ func NewWithConfig(cfg *rest.Config, s *config.Settings, st *store.Store, logger
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes.agentLabelSelector: %w", err)
 	}
-	agentClient, err := newAgentClient(s)
+	agentClient, err := s.AgentHTTPClient()
 	if err != nil {
 		return nil, err
 	}
