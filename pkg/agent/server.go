@@ -79,13 +79,25 @@ func NewServer(src SnapshotSource, token string, maxBytes int) (*Server, error) 
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	if s.src != nil {
-		mux.HandleFunc("GET /v1/snapshot", s.snapshot)
+		mux.HandleFunc("GET /v1/snapshot", s.withToken(s.snapshot))
 	}
 	if s.gateway != nil {
-		mux.HandleFunc("GET /v1/gateway", s.gatewayReport)
+		mux.HandleFunc("GET /v1/gateway", s.withToken(s.gatewayReport))
 	}
 	mux.HandleFunc("GET /healthz", s.healthz)
 	return mux
+}
+
+// withToken answers 401 unless the request carries the bearer token.
+func (s *Server) withToken(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !s.authorized(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="servicemap-agent"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		h(w, r)
+	}
 }
 
 // authorized compares the bearer token in constant time (both sides are
@@ -101,11 +113,6 @@ func (s *Server) authorized(r *http.Request) bool {
 }
 
 func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
-	if !s.authorized(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="servicemap-agent"`)
-		http.Error(w, "unauthorized", http.StatusUnauthorized)
-		return
-	}
 	snap := s.src.Last()
 	if snap == nil {
 		http.Error(w, "no snapshot yet", http.StatusServiceUnavailable)
