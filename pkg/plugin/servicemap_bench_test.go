@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/livemap/servicemap/internal/testenv"
 	"github.com/livemap/servicemap/internal/testenv/postgres"
 	"github.com/livemap/servicemap/pkg/source/traces"
 )
@@ -92,17 +92,6 @@ func loadCalls(b *testing.B, pg *postgres.Server, db string) {
 	b.Logf("copied %d calls rows in %v (incl. the timestamp index), VACUUM ANALYZE done at %v", copied, time.Since(t0), time.Since(t0))
 }
 
-func reportMs(b *testing.B, ds []time.Duration) {
-	slices.Sort(ds)
-	var sum time.Duration
-	for _, d := range ds {
-		sum += d
-	}
-	p99 := ds[min(len(ds)-1, int(math.Ceil(0.99*float64(len(ds))))-1)]
-	b.ReportMetric(float64(sum.Microseconds())/float64(len(ds))/1000, "mean-ms")
-	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
-}
-
 // BenchmarkSQLAlternative runs, on the same 10M rows, both
 //
 //   - sql: the aggregate a Grafana user would write with the built-in
@@ -150,7 +139,7 @@ FROM calls WHERE "timestamp" > $1 GROUP BY 1, 2`
 			}
 		}
 		b.StopTimer()
-		reportMs(b, ds)
+		testenv.ReportLatencies(b, ds)
 	})
 
 	b.Run("plugin-protocol", func(b *testing.B) {
@@ -207,5 +196,5 @@ func benchServiceMapProtocol(b *testing.B, pg *postgres.Server, db string) {
 		}
 	}
 	b.StopTimer()
-	reportMs(b, ds)
+	testenv.ReportLatencies(b, ds)
 }

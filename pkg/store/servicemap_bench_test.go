@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livemap/servicemap/internal/testenv"
 	"github.com/livemap/servicemap/pkg/frames"
 	"github.com/livemap/servicemap/pkg/model"
 	"github.com/livemap/servicemap/pkg/store"
@@ -121,20 +122,6 @@ func dayStore(b *testing.B) *store.Store {
 }
 
 // reportLatencies adds mean and p99 over the iterations in milliseconds.
-func reportLatencies(b *testing.B, ds []time.Duration) {
-	if len(ds) == 0 {
-		return
-	}
-	slices.Sort(ds)
-	var sum time.Duration
-	for _, d := range ds {
-		sum += d
-	}
-	p99 := ds[min(len(ds)-1, int(math.Ceil(0.99*float64(len(ds))))-1)]
-	b.ReportMetric(float64(sum.Microseconds())/float64(len(ds))/1000, "mean-ms")
-	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
-}
-
 // BenchmarkServiceMapDirect: Snapshot over 24 h + model.Build +
 // frames.NodeGraph on 1,000 services / 5,000 edges, no transport.
 func BenchmarkServiceMapDirect(b *testing.B) {
@@ -155,7 +142,7 @@ func BenchmarkServiceMapDirect(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	reportLatencies(b, ds)
+	testenv.ReportLatencies(b, ds)
 }
 
 // BenchmarkServiceMapDirectParts splits the direct path into its steps.
@@ -226,7 +213,7 @@ func BenchmarkEdgeMetricsNumeric(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	reportLatencies(b, ds)
+	testenv.ReportLatencies(b, ds)
 }
 
 // BenchmarkMemory24h: Go heap in use after GC with the day of traffic in the
