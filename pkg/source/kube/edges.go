@@ -148,6 +148,21 @@ func AddSnapshots(b *store.Batch, x *Index, snaps []*api.Snapshot) ConvertStats 
 			}
 		}
 	}
+	// firstSighting is true once per live connection: not when one of its
+	// ends is in TIME_WAIT (it is over, counted from that end), nor when its
+	// other end was already counted.
+	firstSighting := func(k connKey) bool {
+		switch {
+		case closing[k]:
+			st.ClosingSides++
+		case seen[k]:
+			st.Duplicates++
+		default:
+			seen[k] = true
+			return true
+		}
+		return false
+	}
 	// Pass 1: outbound rows.
 	for _, l := range locals {
 		for _, c := range l.ns.Connections {
@@ -163,15 +178,9 @@ func AddSnapshots(b *store.Batch, x *Index, snaps []*api.Snapshot) ConvertStats 
 				st.Noise++
 				continue
 			}
-			if closing[k] {
-				st.ClosingSides++
+			if !firstSighting(k) {
 				continue
 			}
-			if seen[k] {
-				st.Duplicates++
-				continue
-			}
-			seen[k] = true
 			st.Counted++
 			st.ResolvedRemote++
 			remember(t)
@@ -203,15 +212,9 @@ func AddSnapshots(b *store.Batch, x *Index, snaps []*api.Snapshot) ConvertStats 
 				continue
 			}
 			k := connKey{netip.AddrPortFrom(rip, c.Remote.Port), c.Local.Port}
-			if closing[k] {
-				st.ClosingSides++
+			if !firstSighting(k) {
 				continue
 			}
-			if seen[k] {
-				st.Duplicates++
-				continue
-			}
-			seen[k] = true
 			client, ok := x.Resolve(rip, c.Remote.Port)
 			if !ok || client.ID == l.id {
 				st.Noise++
